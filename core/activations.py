@@ -1,0 +1,209 @@
+"""Activation capture with hooks that never outlive the call, a truncated forward pass, and a
+streaming top-k over an image stream.
+
+The forward pass stops as soon as every requested layer has produced its output: a hook raises
+a private exception after storing the last one, so layer3 capture never runs layer4. The graph up
+to the captured tensors stays intact, so the same capture serves gradient work (feature
+visualization, attribution) when called with gradients enabled.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .kinds import Progress, no_progress
+from .results import Result
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .images import ImageSource
+    from .models import ClipModel
+
+
+class _StopForward(Exception):
+    """Raised by the deepest hook to end the forward pass early (never escapes this module)."""
+
+
+@contextmanager
+def layer_hooks(model: "ClipModel", layers: Sequence[str], *, stop: bool = True) -> Iterator[dict]:
+    """Hook ``layers`` for one forward pass; yields the dict that fills with canonical outputs.
+
+    Every hook is removed on exit, also when the forward raises.
+    """
+    layers = list(dict.fromkeys(layers))
+    if not layers:
+        raise ValueError("no layer requested")
+    modules = {name: model.module(name) for name in layers}  # unknown names fail before any hook
+    store: dict[str, torch.Tensor] = {}
+    remaining = set(layers)
+    handles = []
+
+    def make_hook(name: str):
+        def hook(_module, _inputs, output):
+            store[name] = model.to_grid(name, output)
+            remaining.discard(name)
+            if stop and not remaining:
+                raise _StopForward
+
+        return hook
+
+    try:
+        for name, module in modules.items():
+            handles.append(module.register_forward_hook(make_hook(name)))
+        yield store
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def capture_layers(
+    model: "ClipModel", pixels: torch.Tensor, layers: Sequence[str], *, stop: bool = True
+) -> dict[str, torch.Tensor]:
+    """Run ``pixels`` ([0, 1], ``[B, 3, S, S]``) up to the deepest of ``layers`` and return
+    ``{layer: [B, C, H, W]}``. Gradients flow when the caller has them enabled."""
+    with layer_hooks(model, layers, stop=stop) as store:
+        try:
+            model.visual(model.normalize(pixels.to(model.device)))
+        except _StopForward:
+            pass
+    missing = [name for name in layers if name not in store]
+    if missing:
+        raise RuntimeError(f"layer(s) {', '.join(missing)} produced no output in the visual forward pass")
+    return store
+
+
+def unit_activations(model: "ClipModel", pixels: torch.Tensor, targets: Sequence) -> torch.Tensor:
+    """``[B, len(targets)]`` values of Units/Directions (each target's ``read``), one truncated pass."""
+    acts = capture_layers(model, pixels, sorted({t.layer for t in targets}))
+    return torch.stack([t.read(acts[t.layer]) for t in targets], dim=1)
+
+
+def reduce_spatial(acts: torch.Tensor, reduce: str) -> torch.Tensor:
+    """``[B, C, H, W]`` -> ``[B, C]`` by spatial ``mean`` or ``max``."""
+    if reduce == "mean":
+        return acts.mean(dim=(-2, -1))
+    if reduce == "max":
+        return acts.amax(dim=(-2, -1))
+    raise ValueError(f"reduce must be 'mean' or 'max', got {reduce!r}")
+
+
+class StreamingTopK:
+    """Running top-k (and optionally bottom-k) per channel over batches; memory O(C x (k + B))."""
+
+    def __init__(self, channels: int, k: int, *, bottom: bool = False) -> None:
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        self.k = k
+        self.channels = channels
+        self.top_values = torch.empty(channels, 0)
+        self.top_indices = torch.empty(channels, 0, dtype=torch.long)
+        self.bottom = bottom
+        self.bottom_values = torch.empty(channels, 0)
+        self.bottom_indices = torch.empty(channels, 0, dtype=torch.long)
+
+    def update(self, values: torch.Tensor, indices: torch.Tensor) -> None:
+        """Add a batch: ``values`` ``[B, C]``, ``indices`` ``[B]`` (positions in the stream)."""
+        values = values.detach().float().cpu().T  # [C, B]
+        idx = indices.detach().cpu().long().expand(self.channels, -1)
+        self.top_values, self.top_indices = self._merge(self.top_values, self.top_indices, values, idx, True)
+        if self.bottom:
+            self.bottom_values, self.bottom_indices = self._merge(
+                self.bottom_values, self.bottom_indices, values, idx, False)
+
+    def _merge(self, kept_v, kept_i, new_v, new_i, largest):
+        all_v = torch.cat([kept_v, new_v], dim=1)
+        all_i = torch.cat([kept_i, new_i], dim=1)
+        k = min(self.k, all_v.shape[1])
+        vals, pos = torch.topk(all_v, k, dim=1, largest=largest, sorted=True)
+        return vals, torch.gather(all_i, 1, pos)
+
+
+@dataclass
+class TopKActivations(Result):
+    """The k images that most (and least) activate each channel of a layer."""
+
+    kind = "topk_activations"
+
+    model_id: str = ""
+    layer: str = ""
+    reduce: str = "mean"
+    k: int = 0
+    top_values: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    top_indices: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int64))
+    bottom_values: np.ndarray | None = None
+    bottom_indices: np.ndarray | None = None
+    image_ids: list[str] = field(default_factory=list)
+    categories: list = field(default_factory=list)
+    n_images: int = 0
+    skipped: list[list[str]] = field(default_factory=list)
+
+    def top(self, channel: int) -> list[tuple[str, float]]:
+        """(image id, activation) of the top images of ``channel``, best first."""
+        return [(self.image_ids[i], float(v)) for i, v in zip(self.top_indices[channel], self.top_values[channel])]
+
+
+def scan_top_k(
+    model: "ClipModel",
+    source: "ImageSource",
+    layer: str,
+    k: int = 16,
+    *,
+    reduce: str = "mean",
+    bottom: bool = False,
+    batch_size: int = 32,
+    num_workers: int | None = None,
+    progress: Progress = no_progress,
+) -> TopKActivations:
+    """Stream ``source`` through the model up to ``layer`` and keep the top-k images per channel.
+
+    Unreadable images are skipped and listed in ``skipped``; a source where nothing loads is an
+    error. ``k`` larger than the number of images keeps them all (with a warning in the result).
+    """
+    from .images import iterate_batches
+
+    if reduce not in ("mean", "max"):
+        raise ValueError(f"reduce must be 'mean' or 'max', got {reduce!r}")
+    channels = model.layer_info(layer).channels
+    topk = StreamingTopK(channels, k, bottom=bottom)
+    skipped: list[list[str]] = []
+    loaded: set[int] = set()
+    total = len(source)
+    done = 0
+    progress(0, total, f"scanning {layer}")
+    with torch.inference_mode(), model.lock:
+        for batch in iterate_batches(source, model.image_size, batch_size=batch_size, num_workers=num_workers):
+            skipped += [[source.record(i).id, why] for i, why in batch.skipped]
+            if len(batch.indices):
+                acts = capture_layers(model, batch.pixels, [layer])[layer]
+                topk.update(reduce_spatial(acts, reduce), batch.indices)
+                loaded.update(batch.indices.tolist())
+            done += len(batch.indices) + len(batch.skipped)
+            progress(done, total, f"scanning {layer}")
+    if not loaded:
+        from .images import ImageLoadError
+
+        raise ImageLoadError(f"no image could be loaded from {source.describe()}: {len(skipped)} skipped"
+                             + (f" (first: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""))
+    records = [source.record(i) for i in range(total)]
+    warnings = []
+    if k > len(loaded):
+        warnings.append(f"k={k} is larger than the {len(loaded)} images that loaded; each channel keeps all of them")
+    return TopKActivations(
+        warnings=warnings,
+        model_id=model.model_id,
+        layer=layer,
+        reduce=reduce,
+        k=k,
+        top_values=topk.top_values.numpy(),
+        top_indices=topk.top_indices.numpy(),
+        bottom_values=topk.bottom_values.numpy() if bottom else None,
+        bottom_indices=topk.bottom_indices.numpy() if bottom else None,
+        image_ids=[r.id for r in records],
+        categories=[r.category for r in records],
+        n_images=len(loaded),
+        skipped=skipped,
+    )

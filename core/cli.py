@@ -1,0 +1,199 @@
+"""The ``mmneurons`` command line.
+
+Plugin parameters become options through :func:`param_option`, so a new plugin gets its CLI for
+free. Errors that users cause (unknown model, layer, unit, bad image folder, bad parameter) are
+printed as one line, without a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from dataclasses import asdict
+from typing import Any, Callable, Iterator, Sequence
+
+import click
+
+from . import __version__
+from .images import ImageLoadError
+from .kinds import HOOK_KINDS, Progress
+from .models import LayerError, ModelLoadError, default_model_id, load_model
+from .params import Param, ParamError
+from .registry import PluginError, get_registry
+from .units import UnitError
+
+USER_ERRORS = (ModelLoadError, LayerError, UnitError, ImageLoadError, ParamError, PluginError, FileNotFoundError)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the errors a user can fix into a one-line ``Error: ...`` and exit status 1."""
+    try:
+        yield
+    except USER_ERRORS as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyError as exc:  # registry look-ups: "no probe named ..."
+        raise click.ClickException(str(exc.args[0]) if exc.args else repr(exc)) from None
+
+
+@contextmanager
+def tqdm_progress(desc: str) -> Iterator[Progress]:
+    """A progress callback drawing a tqdm bar on stderr."""
+    from tqdm import tqdm
+
+    bar = tqdm(desc=desc, unit="img", file=sys.stderr, disable=None)
+
+    def update(done: int, total: int, message: str = "") -> None:
+        if bar.total != total:
+            bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        yield update
+    finally:
+        bar.close()
+
+
+def param_option(param: Param) -> Callable:
+    """A click option for a plugin :class:`Param` (validated again by ``resolve_params``)."""
+    flag = "--" + param.name.replace("_", "-")
+    if param.type == "bool":
+        return click.option(f"{flag}/--no-{param.name.replace('_', '-')}", param.name, default=param.default,
+                            show_default=True, help=param.help)
+    kind: Any = {"int": int, "float": float, "str": str}[param.type]
+    if param.choices is not None:
+        kind = click.Choice([str(c) for c in param.choices])
+    elif param.type in ("int", "float") and (param.min is not None or param.max is not None):
+        kind = (click.IntRange if param.type == "int" else click.FloatRange)(param.min, param.max)
+    return click.option(flag, param.name, type=kind, default=param.default, show_default=True,
+                        required=param.default is None and not param.optional, help=param.help)
+
+
+def with_params(params: Sequence[Param]) -> Callable:
+    """Decorate a command with one option per parameter."""
+    def decorate(func: Callable) -> Callable:
+        for param in reversed(list(params)):
+            func = param_option(param)(func)
+        return func
+
+    return decorate
+
+
+model_argument = click.argument("model", required=False, default=None, metavar="[MODEL]")
+device_option = click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA if available)")
+
+
+def _load(model: str | None, device: str | None):
+    model_id = model or default_model_id()
+    return load_model(model_id, device=device)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mmneurons")
+def main() -> None:
+    """Find and explain multimodal neurons in CLIP models."""
+
+
+@main.command()
+@click.option("--all", "show_all", is_flag=True, help="Also list the plugin objects each plugin provides.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def plugins(show_all: bool, as_json: bool) -> None:
+    """List installed plugins with version, hooks and load errors."""
+    registry = get_registry()
+    provided: dict[str, list[dict]] = {}
+    if show_all:
+        for hook, kind in HOOK_KINDS.items():
+            for obj in registry.collect(hook):
+                provided.setdefault(getattr(obj, "_mmneurons_plugin", "?"), []).append(
+                    {"kind": kind, "name": obj.name, "description": getattr(obj, "description", "")})
+    rows = []
+    for info in registry.plugins():
+        row = asdict(info)
+        if show_all:
+            row["provides"] = provided.get(info.name, [])
+        rows.append(row)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        origin = "built-in" if row["builtin"] else f"{row['distribution'] or '?'} {row['version'] or ''}".strip()
+        click.echo(f"{row['name']} ({origin}): {', '.join(row['hooks']) or 'no hooks'}")
+        for item in row.get("provides", []):
+            click.echo(f"    {item['kind']} {item['name']}: {item['description']}")
+        for err in row["errors"]:
+            click.echo(f"    ERROR: {err}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def models(as_json: bool) -> None:
+    """List model ids the providers know (any open_clip architecture also loads with @random)."""
+    out = {}
+    for provider in get_registry().model_providers():
+        out[provider.name] = provider.list_models()
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+        return
+    click.echo(f"default: {default_model_id()}")
+    for name, ids in out.items():
+        click.echo(f"{name}:")
+        for model_id in ids:
+            click.echo(f"  {model_id}")
+
+
+@main.command()
+@model_argument
+@device_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def layers(model: str | None, device: str | None, as_json: bool) -> None:
+    """List the hookable layers of MODEL's visual tower and their (C, H, W) shapes."""
+    with user_errors():
+        clip = _load(model, device)
+        rows = clip.layers()
+    if as_json:
+        click.echo(json.dumps([{"name": r.name, "shape": list(r.shape)} for r in rows], indent=2))
+        return
+    click.echo(f"{clip.model_id} ({clip.kind}, {clip.image_size}px)")
+    for row in rows:
+        click.echo(f"  {row.name:<28} {row.shape[0]:>6} x {row.shape[1]} x {row.shape[2]}")
+
+
+@main.command()
+@model_argument
+@click.option("--layer", required=True, help="Layer to scan, e.g. layer4.5 (see `mmneurons layers`).")
+@click.option("--images", "images", type=click.Path(), default=None, help="Folder of images.")
+@click.option("--words", type=click.Path(), default=None, help="Text file of words to render as images.")
+@click.option("--top-k", "top_k", type=click.IntRange(1), default=16, show_default=True)
+@click.option("--reduce", type=click.Choice(["mean", "max"]), default="mean", show_default=True,
+              help="Spatial reduction of each channel's map.")
+@click.option("--bottom", is_flag=True, help="Also keep the k least activating images.")
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
+@click.option("--workers", type=click.IntRange(0), default=None, help="Image loader processes (default: auto).")
+@click.option("--out", type=click.Path(), required=True, help="Folder to save the result in.")
+@device_option
+def activations(model, layer, images, words, top_k, reduce, bottom, batch_size, workers, out, device) -> None:
+    """Stream images through MODEL and keep the top-k images of every channel of LAYER."""
+    from .activations import scan_top_k
+    from .images import FolderSource, WordSource
+
+    if (images is None) == (words is None):
+        raise click.UsageError("give exactly one of --images DIR or --words FILE")
+    with user_errors():
+        source = FolderSource(images) if images else WordSource.from_file(words)
+        clip = _load(model, device)
+        clip.layer_info(layer)
+        with tqdm_progress(f"{layer}") as progress:
+            result = scan_top_k(clip, source, layer, top_k, reduce=reduce, bottom=bottom,
+                                batch_size=batch_size, num_workers=workers, progress=progress)
+        path = result.save(out)
+    click.echo(f"scanned {result.n_images} images ({len(result.skipped)} skipped) -> {path}")
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    for image_id, why in result.skipped[:10]:
+        click.echo(f"skipped {image_id}: {why}", err=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

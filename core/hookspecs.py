@@ -1,0 +1,43 @@
+"""Hook specifications: the only contract a plugin sees.
+
+Each hook returns a list of plugin objects of one kind (see :mod:`mmneurons.kinds`).
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+PROJECT = "mmneurons"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def mmneurons_model_providers() -> list:
+    """Return ModelProvider objects that load models from an id like ``provider:name@tag``."""
+
+
+@hookspec
+def mmneurons_image_sources() -> list:
+    """Return ImageSourceFactory objects that build image sources (folders, word lists, ...)."""
+
+
+@hookspec
+def mmneurons_visualizers() -> list:
+    """Return Visualizer objects that render feature visualizations of units."""
+
+
+@hookspec
+def mmneurons_attributors() -> list:
+    """Return Attributor objects that attribute a target to input pixels (Captum underneath)."""
+
+
+@hookspec
+def mmneurons_probes() -> list:
+    """Return Probe objects that analyse a unit or a layer over images or words."""
+
+
+@hookspec
+def mmneurons_renderers() -> list:
+    """Return Renderer objects that draw one result kind in the front end."""

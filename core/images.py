@@ -1,0 +1,292 @@
+"""Image sources and robust image loading.
+
+An image source is an indexed collection of images with ids and optional categories. Loading
+never crashes a scan: corrupt, truncated, zero-byte and non-image files are skipped and counted;
+grayscale, palette, RGBA, CMYK and 16-bit images are converted to RGB; decompression-bomb-sized
+images are refused with a message naming the file and the limit.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterator, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+#: Refuse images above this many pixels (PIL's own bomb check is a warning up to twice its limit).
+DEFAULT_MAX_PIXELS = 64_000_000
+
+
+class ImageLoadError(ValueError):
+    """An image (or a whole source) that cannot be used; the message names it and says why."""
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """Identity of one image in a source: an id (path or name) and an optional category."""
+
+    id: str
+    category: str | None = None
+    meta: dict = field(default_factory=dict, compare=False, hash=False)
+
+
+@runtime_checkable
+class ImageSource(Protocol):
+    """An indexed collection of images; ``load`` returns RGB or raises :class:`ImageLoadError`."""
+
+    def __len__(self) -> int: ...
+
+    def record(self, index: int) -> ImageRecord: ...
+
+    def load(self, index: int) -> Image.Image: ...
+
+    def describe(self) -> str: ...
+
+
+def max_pixels() -> int:
+    return int(os.environ.get("MMNEURONS_MAX_IMAGE_PIXELS", DEFAULT_MAX_PIXELS))
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any PIL mode to RGB: alpha composited on white, 16/32-bit and float rescaled."""
+    img = ImageOps.exif_transpose(img) or img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        if img.mode.startswith("I;16"):
+            arr = arr / 257.0
+        else:
+            lo, hi = float(arr.min()), float(arr.max())
+            arr = (arr - lo) / (hi - lo) * 255.0 if hi > 255 or lo < 0 or img.mode == "F" and hi > lo else arr
+        img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "L")
+    if img.mode in ("P", "PA") or (img.mode in ("L", "RGB") and "transparency" in img.info):
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "RGBa", "La"):
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, img)
+    return img.convert("RGB")
+
+
+def load_image(path: str | os.PathLike, *, limit: int | None = None) -> Image.Image:
+    """Open, fully decode and convert one image file to RGB, or raise :class:`ImageLoadError`."""
+    path = Path(path)
+    limit = max_pixels() if limit is None else limit
+    try:
+        if path.stat().st_size == 0:
+            raise ImageLoadError(f"{path}: empty file (0 bytes)")
+        with Image.open(path) as img:
+            w, h = img.size
+            if w * h > limit:
+                raise ImageLoadError(
+                    f"{path}: {w}x{h} = {w * h:,} pixels is over the limit of {limit:,} "
+                    f"(a decompression bomb or a huge scan); resize it or raise MMNEURONS_MAX_IMAGE_PIXELS")
+            img.load()
+            return to_rgb(img)
+    except ImageLoadError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageLoadError(f"{path}: refused as a decompression bomb ({exc})") from None
+    except FileNotFoundError:
+        raise ImageLoadError(f"{path}: no such file") from None
+    except (OSError, ValueError, SyntaxError, Image.UnidentifiedImageError) as exc:
+        what = "not an image" if isinstance(exc, Image.UnidentifiedImageError) else "corrupt or truncated"
+        raise ImageLoadError(f"{path}: {what} ({type(exc).__name__}: {exc})") from None
+
+
+def to_pixels(image: Image.Image, size: int) -> torch.Tensor:
+    """``[3, size, size]`` float pixels in [0, 1]: shorter side resized to ``size``, center crop."""
+    image = to_rgb(image) if image.mode != "RGB" else image
+    w, h = image.size
+    scale = size / min(w, h)
+    if (w, h) != (size, size):
+        nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+        image = image.resize((nw, nh), Image.Resampling.BICUBIC)
+        left, top = (nw - size) // 2, (nh - size) // 2
+        image = image.crop((left, top, left + size, top + size))
+    arr = np.asarray(image, dtype=np.float32) / 255.0
+    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+
+
+class FolderSource:
+    """Every file under ``root`` (hidden ones excepted); categories from the first subfolder."""
+
+    def __init__(self, root: str | os.PathLike, *, recursive: bool = True) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise ImageLoadError(f"image folder {self.root} does not exist or is not a folder")
+        pattern = "**/*" if recursive else "*"
+        files = [p for p in self.root.glob(pattern)
+                 if p.is_file() and not any(part.startswith(".") for part in p.relative_to(self.root).parts)]
+        self.files = sorted(files, key=lambda p: str(p.relative_to(self.root)))
+        if not self.files:
+            raise ImageLoadError(f"image folder {self.root} contains no files")
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def record(self, index: int) -> ImageRecord:
+        rel = self.files[index].relative_to(self.root)
+        category = rel.parts[0] if len(rel.parts) > 1 else None
+        return ImageRecord(str(rel), category)
+
+    def load(self, index: int) -> Image.Image:
+        return load_image(self.files[index])
+
+    def describe(self) -> str:
+        return f"folder {self.root} ({len(self)} files)"
+
+    def categories(self) -> list[str | None]:
+        return [self.record(i).category for i in range(len(self))]
+
+
+class ListSource:
+    """Images held in memory (PIL images or paths), with optional ids and categories."""
+
+    def __init__(self, images: Sequence["Image.Image | str | os.PathLike"], *, ids: Sequence[str] | None = None,
+                 categories: Sequence[str | None] | None = None, name: str = "image list") -> None:
+        if not images:
+            raise ImageLoadError(f"{name} is empty")
+        self.images = list(images)
+        self.ids = list(ids) if ids is not None else [
+            str(im) if not isinstance(im, Image.Image) else f"image-{i}" for i, im in enumerate(self.images)]
+        self.cats = list(categories) if categories is not None else [None] * len(self.images)
+        if not len(self.ids) == len(self.cats) == len(self.images):
+            raise ValueError("images, ids and categories must have the same length")
+        self.name = name
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def record(self, index: int) -> ImageRecord:
+        return ImageRecord(self.ids[index], self.cats[index])
+
+    def load(self, index: int) -> Image.Image:
+        item = self.images[index]
+        return to_rgb(item) if isinstance(item, Image.Image) else load_image(item)
+
+    def describe(self) -> str:
+        return f"{self.name} ({len(self)} images)"
+
+
+@lru_cache(maxsize=32)
+def font(name: str = "DejaVuSans.ttf", size: int = 24) -> ImageFont.FreeTypeFont:
+    """A TrueType font shipped with matplotlib (always installed with Lucent), else PIL's default."""
+    try:
+        import matplotlib
+
+        return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / name), size)
+    except (ImportError, OSError):
+        return ImageFont.load_default(size=size)
+
+
+def render_word(word: str, size: int = 224, *, font_name: str = "DejaVuSans.ttf",
+                color=(0, 0, 0), background=(255, 255, 255)) -> Image.Image:
+    """``word`` in black on white, as large as fits ``size`` with a margin (the paper's rendered words)."""
+    img = Image.new("RGB", (size, size), background)
+    draw = ImageDraw.Draw(img)
+    font_size = size // 2
+    while font_size > 6:
+        f = font(font_name, font_size)
+        left, top, right, bottom = draw.textbbox((0, 0), word, font=f)
+        if right - left <= size * 0.9 and bottom - top <= size * 0.9:
+            break
+        font_size = int(font_size * 0.85)
+    f = font(font_name, font_size)
+    left, top, right, bottom = draw.textbbox((0, 0), word, font=f)
+    draw.text(((size - (right - left)) / 2 - left, (size - (bottom - top)) / 2 - top), word, font=f, fill=color)
+    return img
+
+
+class WordSource:
+    """Words rendered as images (black text on white), one image per word; the category is the word."""
+
+    def __init__(self, words: Sequence[str], *, size: int = 224, font_name: str = "DejaVuSans.ttf") -> None:
+        words = [w.strip() for w in words if w and w.strip()]
+        if not words:
+            raise ImageLoadError("the word list is empty")
+        self.words = list(dict.fromkeys(words))
+        self.size = size
+        self.font_name = font_name
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, **kwargs) -> "WordSource":
+        path = Path(path)
+        if not path.is_file():
+            raise ImageLoadError(f"word list {path} does not exist")
+        return cls(path.read_text(encoding="utf-8").splitlines(), **kwargs)
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def record(self, index: int) -> ImageRecord:
+        return ImageRecord(self.words[index], self.words[index])
+
+    def load(self, index: int) -> Image.Image:
+        return render_word(self.words[index], self.size, font_name=self.font_name)
+
+    def describe(self) -> str:
+        return f"{len(self)} rendered words"
+
+
+# -- batching ------------------------------------------------------------------------------------
+@dataclass
+class Batch:
+    """Pixels of the images that loaded, their indices in the source, and the skipped ones."""
+
+    pixels: torch.Tensor
+    indices: torch.Tensor
+    skipped: list[tuple[int, str]]
+
+
+class _PixelDataset(torch.utils.data.Dataset):
+    def __init__(self, source: ImageSource, size: int) -> None:
+        self.source, self.size = source, size
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int):
+        try:
+            return index, to_pixels(self.source.load(index), self.size), None
+        except ImageLoadError as exc:
+            return index, None, str(exc)
+
+
+def _collate(items, size: int) -> Batch:
+    ok = [(i, px) for i, px, _ in items if px is not None]
+    skipped = [(i, err) for i, px, err in items if px is None]
+    pixels = torch.stack([px for _, px in ok]) if ok else torch.empty(0, 3, size, size)
+    return Batch(pixels, torch.tensor([i for i, _ in ok], dtype=torch.long), skipped)
+
+
+class _Collate:  # picklable for worker processes
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __call__(self, items) -> Batch:
+        return _collate(items, self.size)
+
+
+def default_workers(n_images: int) -> int:
+    """Loader processes: none for small jobs, else up to 4 leaving one core for the model."""
+    if n_images < 64:
+        return 0
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+def iterate_batches(source: ImageSource, size: int, *, batch_size: int = 32,
+                    num_workers: int | None = None) -> Iterator[Batch]:
+    """Batches of ``[B, 3, size, size]`` pixels in source order; unreadable images go to ``skipped``."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    workers = default_workers(len(source)) if num_workers is None else num_workers
+    loader = torch.utils.data.DataLoader(
+        _PixelDataset(source, size), batch_size=batch_size, shuffle=False, num_workers=workers,
+        collate_fn=_Collate(size), persistent_workers=False,
+    )
+    yield from loader

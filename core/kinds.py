@@ -1,0 +1,123 @@
+"""The plugin kinds: one interface per kind, so the CLI and the app can treat plugins generically.
+
+Every plugin object has a ``name`` (unique within its kind), a ``description``, ``params`` (a
+list of :class:`~mmneurons.params.Param`) and ``supports(model)``. Each kind has one method that
+does the work and takes a ``progress`` callback. Subclassing these bases is optional (duck typing
+works), but they document the contract and give the defaults.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
+
+from .params import Param
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .images import ImageSource
+    from .models import ClipModel
+
+#: ``progress(done, total, message)``; plugins call it as work advances.
+Progress = Callable[[int, int, str], None]
+
+
+def no_progress(done: int, total: int, message: str = "") -> None:
+    """A progress callback that ignores everything."""
+
+
+class PluginObject:
+    """Fields and defaults shared by every plugin kind."""
+
+    kind: ClassVar[str] = "plugin"
+    name: str = ""
+    description: str = ""
+    params: Sequence[Param] = ()
+
+    def supports(self, model: "ClipModel") -> bool:
+        """Whether this plugin can work on ``model`` (the app hides plugins that say no)."""
+        return True
+
+    def __repr__(self) -> str:
+        return f"<{self.kind} {self.name!r}>"
+
+
+class ModelProvider(PluginObject):
+    """Loads models from ids ``<provider name>:<spec>``, e.g. ``openclip:RN50x4@openai``."""
+
+    kind = "model_provider"
+
+    @abc.abstractmethod
+    def list_models(self) -> list[str]:
+        """Model ids (with the provider prefix) this provider can load; may be a partial list."""
+
+    @abc.abstractmethod
+    def load(self, spec: str, device: Any) -> "ClipModel":
+        """Load the model named by ``spec`` (the id without ``provider:``) onto ``device``."""
+
+
+class ImageSourceFactory(PluginObject):
+    """Builds an :class:`~mmneurons.images.ImageSource` from parameter values."""
+
+    kind = "image_source"
+
+    @abc.abstractmethod
+    def create(self, **values: Any) -> "ImageSource":
+        """Build the source; ``values`` are already validated against ``params``."""
+
+
+class Visualizer(PluginObject):
+    """Renders feature visualizations for units (batched: one image per unit)."""
+
+    kind = "visualizer"
+
+    @abc.abstractmethod
+    def visualize(self, model: "ClipModel", units: Sequence, params: dict, progress: Progress = no_progress) -> list:
+        """Return one ``FeatureVis`` per unit (or per unit and diversity sample)."""
+
+
+class Attributor(PluginObject):
+    """Attributes a target (Unit, Direction or zero-shot class) to input pixels."""
+
+    kind = "attributor"
+
+    @abc.abstractmethod
+    def attribute(self, model: "ClipModel", images: Any, target: Any, params: dict, progress: Progress = no_progress) -> list:
+        """Return one ``AttributionMap`` per image."""
+
+    @abc.abstractmethod
+    def captum(self, model: "ClipModel", target: Any) -> Any:
+        """Return the configured ``captum.attr.Attribution`` object for ``target``."""
+
+
+class Probe(PluginObject):
+    """Analyses a unit or a layer over an image source or a word list."""
+
+    kind = "probe"
+    #: what ``run`` takes as its target: "unit", "layer" or "text"
+    target_kind: str = "unit"
+
+    @abc.abstractmethod
+    def run(self, model: "ClipModel", target: Any, source: Any, params: dict, progress: Progress = no_progress) -> Any:
+        """Return a ``ProbeResult``."""
+
+
+class Renderer(PluginObject):
+    """Draws results of one ``result_kind`` in the Streamlit app (UI plugins only)."""
+
+    kind = "renderer"
+    result_kind: str = ""
+
+    @abc.abstractmethod
+    def render(self, result: Any, st: Any) -> None:
+        """Draw ``result`` with the streamlit module ``st``."""
+
+
+#: hook name -> kind name, the order the CLI and docs list them in
+HOOK_KINDS: dict[str, str] = {
+    "mmneurons_model_providers": ModelProvider.kind,
+    "mmneurons_image_sources": ImageSourceFactory.kind,
+    "mmneurons_visualizers": Visualizer.kind,
+    "mmneurons_attributors": Attributor.kind,
+    "mmneurons_probes": Probe.kind,
+    "mmneurons_renderers": Renderer.kind,
+}

@@ -1,0 +1,290 @@
+"""The CLIP model wrapper every plugin works on, and loading models by id.
+
+All image inputs are pixels in [0, 1] at the model's input size; the wrapper applies the model's
+own normalization inside ``encode_image``/``forward_visual``. That keeps Captum baselines (zeros =
+black), feature-visualization parameterizations and our image pipeline in one pixel space.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import torch
+from PIL import Image
+from torch import nn
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .registry import PluginRegistry
+
+#: The model used when none is named: the embedded demo model, which works offline.
+DEFAULT_MODEL_ID = "demo:shapes"
+
+
+class ModelLoadError(RuntimeError):
+    """A model that cannot be loaded; the message says which, why and what to do."""
+
+
+class LayerError(ValueError):
+    """A layer name that does not exist in the model's visual tower."""
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """A hookable layer of the visual tower and its canonical output shape (C, H, W)."""
+
+    name: str
+    shape: tuple[int, int, int]
+
+    @property
+    def channels(self) -> int:
+        return self.shape[0]
+
+
+def default_model_id() -> str:
+    """The default model id (``MMNEURONS_DEFAULT_MODEL`` overrides the embedded demo model)."""
+    return os.environ.get("MMNEURONS_DEFAULT_MODEL", DEFAULT_MODEL_ID)
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """CUDA when available, else CPU; an explicit ``device`` wins."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as exc:
+        raise ModelLoadError(f"unknown device {device!r}: use 'cpu', 'cuda', 'cuda:1', ...") from exc
+
+
+class ClipModel:
+    """A CLIP model with what interpretability work needs next to it.
+
+    Args:
+        model: an open_clip ``CLIP``-like module with ``visual``, ``encode_image``, ``encode_text``
+            and ``logit_scale``.
+        tokenizer: ``texts -> LongTensor[N, context]``.
+        model_id: the id it was loaded from (``provider:spec``).
+        image_size: input side length in pixels.
+        mean, std: the model's own normalization (per RGB channel).
+        device: where the model lives.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: Callable[[Sequence[str]], torch.Tensor],
+        *,
+        model_id: str,
+        image_size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        device: str | torch.device = "cpu",
+        meta: dict | None = None,
+    ) -> None:
+        self.device = torch.device(device)
+        self.model = model.eval().to(self.device)
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.model_id = model_id
+        self.image_size = int(image_size)
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+        self.meta = dict(meta or {})
+        self._mean_t = torch.tensor(self.mean, device=self.device).view(1, 3, 1, 1)
+        self._std_t = torch.tensor(self.std, device=self.device).view(1, 3, 1, 1)
+        self._layers: list[LayerInfo] | None = None
+        #: serializes forward/backward work when one model is shared between threads (the app)
+        self.lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        return f"ClipModel({self.model_id!r}, {self.kind}, {self.image_size}px, {self.device})"
+
+    # -- structure -------------------------------------------------------------------------------
+    @property
+    def visual(self) -> nn.Module:
+        return self.model.visual
+
+    @property
+    def kind(self) -> str:
+        """``resnet`` (ModifiedResNet), ``vit`` (VisionTransformer) or ``other``."""
+        name = type(self.visual).__name__
+        if name == "ModifiedResNet":
+            return "resnet"
+        if name == "VisionTransformer":
+            return "vit"
+        return "other"
+
+    def _hookable_names(self) -> list[str]:
+        modules = dict(self.visual.named_modules())
+        if self.kind == "resnet":
+            names = ["act3"]
+            for stage in ("layer1", "layer2", "layer3", "layer4"):
+                names.append(stage)
+                names += [f"{stage}.{i}" for i in range(len(modules[stage]))]
+            names.append("attnpool")
+            return [n for n in names if n in modules]
+        if self.kind == "vit":
+            blocks = self.visual.transformer.resblocks
+            return ["conv1"] + [f"transformer.resblocks.{i}" for i in range(len(blocks))]
+        return [n for n, _ in self.visual.named_children()]
+
+    def module(self, name: str) -> nn.Module:
+        """The visual-tower module called ``name`` (``layer4.5``); a clear error for unknown names."""
+        key = name[len("visual."):] if name.startswith("visual.") else name
+        modules = dict(self.visual.named_modules())
+        if key in modules and key:
+            return modules[key]
+        hookable = self._hookable_names()
+        close = difflib.get_close_matches(key, hookable, n=3)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise LayerError(f"model {self.model_id} has no layer '{name}'.{hint} "
+                         f"Layers: {', '.join(hookable)} (see `mmneurons layers {self.model_id}`)")
+
+    def layers(self) -> list[LayerInfo]:
+        """The hookable layers of the visual tower with canonical (C, H, W) output shapes."""
+        if self._layers is None:
+            from .activations import capture_layers
+
+            names = self._hookable_names()
+            x = torch.zeros(1, 3, self.image_size, self.image_size, device=self.device)
+            with torch.inference_mode(), self.lock:
+                acts = capture_layers(self, x, names, stop=False)
+            self._layers = [LayerInfo(n, tuple(acts[n].shape[1:])) for n in names]
+        return self._layers
+
+    def layer_info(self, name: str) -> LayerInfo:
+        for info in self.layers():
+            if info.name == name:
+                return info
+        self.module(name)  # unknown: raises LayerError with suggestions
+        from .activations import capture_layers  # a module that exists but is not listed
+
+        x = torch.zeros(1, 3, self.image_size, self.image_size, device=self.device)
+        with torch.inference_mode(), self.lock:
+            acts = capture_layers(self, x, [name])
+        return LayerInfo(name, tuple(acts[name].shape[1:]))
+
+    def to_grid(self, name: str, output: Any) -> torch.Tensor:
+        """Lay a layer's raw output out canonically as ``[B, C, H, W]``.
+
+        ResNet maps are already so; pooled outputs become ``[B, C, 1, 1]``; ViT block outputs
+        (sequence-first or batch-first) drop the prefix tokens and lay patch tokens on the grid.
+        """
+        if isinstance(output, (tuple, list)):
+            output = output[0]
+        if output.ndim == 4:
+            return output
+        if output.ndim == 2:
+            return output[:, :, None, None]
+        if output.ndim == 3:
+            if self.kind == "vit" and name.startswith("transformer"):
+                if not getattr(self.visual.transformer, "batch_first", True):
+                    output = output.transpose(0, 1)
+                gh, gw = self.visual.grid_size
+                tokens = output[:, output.shape[1] - gh * gw:, :]
+                return tokens.transpose(1, 2).reshape(output.shape[0], output.shape[2], gh, gw)
+            return output.transpose(1, 2)[:, :, None, :]
+        raise LayerError(f"layer '{name}' returns a {output.ndim}-d tensor, which cannot be laid out as units")
+
+    # -- images ----------------------------------------------------------------------------------
+    def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
+        """[0, 1] pixels -> the model's normalized input."""
+        return (pixels - self._mean_t.to(pixels.dtype)) / self._std_t.to(pixels.dtype)
+
+    def pixels(self, image: Image.Image) -> torch.Tensor:
+        """A PIL image -> ``[3, S, S]`` pixels in [0, 1]: shorter side resized to S, center crop."""
+        from .images import to_pixels
+
+        return to_pixels(image, self.image_size)
+
+    def check_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Validate a pixel batch (shape, size, range) and move it to the model's device."""
+        if not isinstance(pixels, torch.Tensor):
+            raise TypeError(f"expected a tensor of pixels, got {type(pixels).__name__}")
+        if pixels.ndim == 3:
+            pixels = pixels.unsqueeze(0)
+        if pixels.ndim != 4 or pixels.shape[1] != 3:
+            raise ValueError(f"expected images as [B, 3, H, W] RGB pixels, got shape {tuple(pixels.shape)}")
+        if pixels.shape[-2:] != (self.image_size, self.image_size):
+            raise ValueError(f"images must be {self.image_size}x{self.image_size} for {self.model_id}, got "
+                             f"{pixels.shape[-2]}x{pixels.shape[-1]}; use model.pixels(pil_image) to resize")
+        return pixels.to(self.device)
+
+    # -- encoders --------------------------------------------------------------------------------
+    def forward_visual(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Image embeddings (not normalized) from [0, 1] pixels."""
+        return self.model.encode_image(self.normalize(pixels.to(self.device)))
+
+    def encode_image(self, pixels: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        feats = self.forward_visual(pixels)
+        return nn.functional.normalize(feats, dim=-1) if normalize else feats
+
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        if isinstance(texts, str):
+            texts = [texts]
+        return self.tokenizer(list(texts)).to(self.device)
+
+    def encode_text(self, texts: Sequence[str], normalize: bool = True) -> torch.Tensor:
+        feats = self.model.encode_text(self.tokenize(texts))
+        return nn.functional.normalize(feats, dim=-1) if normalize else feats
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        return self.model.logit_scale.exp()
+
+    def zero_shot_classifier(
+        self, labels: Sequence[str], templates: Sequence[str] = ("a photo of a {}.",)
+    ) -> torch.Tensor:
+        """``[D, C]`` unit-norm class embeddings: each label's prompts averaged, as in CLIP."""
+        labels = [str(label) for label in labels]
+        if not labels:
+            raise ValueError("zero-shot classification needs at least one label; the label list is empty")
+        if not templates or any("{}" not in t for t in templates):
+            raise ValueError("prompt templates must be non-empty and each contain '{}' for the label")
+        with torch.no_grad():
+            rows = []
+            for label in labels:
+                emb = self.encode_text([t.format(label) for t in templates])
+                rows.append(nn.functional.normalize(emb.mean(0), dim=-1))
+        return torch.stack(rows, dim=1)
+
+    def to(self, device: str | torch.device) -> "ClipModel":
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        self._mean_t = self._mean_t.to(self.device)
+        self._std_t = self._std_t.to(self.device)
+        return self
+
+
+def parse_model_id(model_id: str) -> tuple[str, str]:
+    """``provider:spec`` -> (provider, spec)."""
+    if ":" not in model_id or model_id.startswith(":"):
+        raise ModelLoadError(
+            f"model id {model_id!r} has no provider: write PROVIDER:NAME, e.g. 'openclip:RN50x4@openai' "
+            f"or '{DEFAULT_MODEL_ID}' (see `mmneurons models`)"
+        )
+    provider, spec = model_id.split(":", 1)
+    return provider, spec
+
+
+def load_model(
+    model_id: str | None = None,
+    device: str | torch.device | None = None,
+    registry: "PluginRegistry | None" = None,
+) -> ClipModel:
+    """Load a model by id (``openclip:RN50x4@openai``, ``demo:shapes``, ``openclip:/path/ckpt.pt``)."""
+    from .registry import get_registry
+
+    registry = registry or get_registry()
+    model_id = model_id or default_model_id()
+    provider_name, spec = parse_model_id(model_id)
+    providers = registry.model_providers()
+    for provider in providers:
+        if provider.name == provider_name:
+            return provider.load(spec, resolve_device(device))
+    known = ", ".join(p.name for p in providers) or "none"
+    raise ModelLoadError(f"unknown model provider '{provider_name}' in {model_id!r}; providers: {known}")

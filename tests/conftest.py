@@ -1,0 +1,69 @@
+"""Shared fixtures: tiny models built once per session, a clean plugin registry per test."""
+
+from __future__ import annotations
+
+import os
+
+# Installed third-party plugins stay out of the test run, and nothing is ever downloaded.
+os.environ["MMNEURONS_LOAD_ENTRYPOINTS"] = "0"
+os.environ["MMNEURONS_OFFLINE"] = "1"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from mmneurons.registry import PluginRegistry, reset_registry  # noqa: E402
+from mmneurons.testing import tiny_clip  # noqa: E402
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def tiny_resnet():
+    return tiny_clip("resnet")
+
+
+@pytest.fixture(scope="session")
+def tiny_vit():
+    return tiny_clip("vit")
+
+
+@pytest.fixture(params=["resnet", "vit"])
+def tiny_model(request, tiny_resnet, tiny_vit):
+    """Each test using this runs on both towers, so nothing is ResNet-only by accident."""
+    return tiny_resnet if request.param == "resnet" else tiny_vit
+
+
+@pytest.fixture
+def registry():
+    """A fresh registry with only the built-ins, installed as the process-wide one for the test."""
+    reg = PluginRegistry(entry_points=False, env={})
+    reset_registry(reg)
+    yield reg
+    reset_registry(None)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, tiny_resnet):
+    """The tiny ResNet CLIP saved as a self-describing checkpoint (``openclip:/path``)."""
+    from mmneurons.plugins.openclip_models import save_checkpoint
+
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_checkpoint(tiny_resnet.model, path, model_cfg=tiny_resnet.meta["config"],
+                    preprocess={"size": 64, "mean": list(tiny_resnet.mean), "std": list(tiny_resnet.std)})
+    return path
+
+
+@pytest.fixture(scope="session")
+def random_images():
+    """40 deterministic random RGB images of varied sizes."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    images = []
+    for i in range(40):
+        h, w = 48 + (i % 5) * 8, 64 + (i % 3) * 16
+        base = rng.random(3) * 255
+        noise = rng.normal(0, 40 + 5 * (i % 7), size=(h, w, 3))
+        images.append(Image.fromarray(np.clip(base + noise, 0, 255).astype("uint8")))
+    return images

@@ -1,0 +1,36 @@
+"""Test helpers: install a fixture plugin package the way pip would, without a network."""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+import sys
+import tomllib
+from pathlib import Path
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def install_fixture_package(name: str, target: Path) -> Path:
+    """Copy ``tests/fixtures/<name>`` into ``target`` with a ``.dist-info`` holding the entry points
+    declared in its pyproject.toml, so ``importlib.metadata`` discovers it as an installed
+    distribution once ``target`` is on ``sys.path``. Returns ``target``."""
+    src = FIXTURES / name
+    meta = tomllib.loads((src / "pyproject.toml").read_text())["project"]
+    shutil.copytree(src / name, target / name)
+    dist_info = target / f"{meta['name'].replace('-', '_')}-{meta['version']}.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {meta['name']}\nVersion: {meta['version']}\n")
+    lines = []
+    for group, eps in meta.get("entry-points", {}).items():
+        lines.append(f"[{group}]")
+        lines += [f"{k} = {v}" for k, v in eps.items()]
+    (dist_info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+    importlib.invalidate_caches()
+    return target
+
+
+def forget_modules(prefix: str) -> None:
+    for mod in [m for m in sys.modules if m == prefix or m.startswith(prefix + ".")]:
+        del sys.modules[mod]

@@ -1,0 +1,118 @@
+"""Truncated capture, hook cleanup, and the streaming top-k against a brute-force reference."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mmneurons.activations import StreamingTopK, capture_layers, reduce_spatial, scan_top_k, unit_activations
+from mmneurons.images import ListSource, to_pixels
+from mmneurons.units import Unit
+
+
+def _all_hooks(model):
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.visual.modules())
+
+
+def test_layer3_capture_never_runs_layer4(tiny_resnet):
+    calls = []
+    handle = tiny_resnet.visual.layer4.register_forward_pre_hook(lambda *a: calls.append(1))
+    try:
+        acts = capture_layers(tiny_resnet, torch.rand(2, 3, 64, 64), ["layer3"])
+        assert calls == []
+        assert acts["layer3"].shape == (2, 256, 4, 4)
+        capture_layers(tiny_resnet, torch.rand(2, 3, 64, 64), ["layer3", "layer4"])
+        assert calls == [1]
+    finally:
+        handle.remove()
+
+
+def test_vit_capture_stops_after_the_requested_block(tiny_vit):
+    calls = []
+    handle = tiny_vit.visual.transformer.resblocks[1].register_forward_pre_hook(lambda *a: calls.append(1))
+    try:
+        capture_layers(tiny_vit, torch.rand(1, 3, 64, 64), ["transformer.resblocks.0"])
+        assert calls == []
+    finally:
+        handle.remove()
+
+
+def test_captured_values_match_a_full_forward(tiny_model):
+    x = torch.rand(2, 3, 64, 64)
+    name = tiny_model.layers()[-2].name
+    truncated = capture_layers(tiny_model, x, [name])[name]
+    full = capture_layers(tiny_model, x, [name], stop=False)[name]
+    assert torch.equal(truncated, full)
+
+
+def test_no_hook_remains_also_when_the_forward_raises(tiny_model, monkeypatch):
+    before = _all_hooks(tiny_model)
+    name = tiny_model.layers()[1].name
+    capture_layers(tiny_model, torch.rand(1, 3, 64, 64), [name])
+    assert _all_hooks(tiny_model) == before
+
+    def broken(*args):
+        raise RuntimeError("broken layer")
+
+    monkeypatch.setattr(tiny_model, "to_grid", broken)
+    with pytest.raises(RuntimeError, match="broken layer"):
+        capture_layers(tiny_model, torch.rand(1, 3, 64, 64), [name])
+    assert _all_hooks(tiny_model) == before
+    with pytest.raises(Exception, match="no layer"):
+        capture_layers(tiny_model, torch.rand(1, 3, 64, 64), [name, "nope"])
+    assert _all_hooks(tiny_model) == before
+
+
+def test_gradients_flow_through_a_truncated_capture(tiny_resnet):
+    x = torch.rand(1, 3, 64, 64, requires_grad=True)
+    value = unit_activations(tiny_resnet, x, [Unit("layer3", 5)])
+    value.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_streaming_top_k_merges_batches():
+    values = torch.randn(50, 6)
+    topk = StreamingTopK(6, 4, bottom=True)
+    for start in range(0, 50, 7):
+        topk.update(values[start:start + 7], torch.arange(start, min(start + 7, 50)))
+    ref_v, ref_i = torch.topk(values.T, 4, dim=1)
+    assert torch.equal(topk.top_values, ref_v) and torch.equal(topk.top_indices, ref_i)
+    ref_v, ref_i = torch.topk(values.T, 4, dim=1, largest=False)
+    assert torch.equal(topk.bottom_values, ref_v) and torch.equal(topk.bottom_indices, ref_i)
+
+
+@pytest.mark.parametrize("reduce", ["mean", "max"])
+def test_scan_equals_all_activations_then_topk(tiny_model, random_images, reduce):
+    source = ListSource(random_images)
+    layer = tiny_model.layers()[-2].name
+    result = scan_top_k(tiny_model, source, layer, k=5, reduce=reduce, bottom=True, batch_size=7, num_workers=0)
+    pixels = torch.stack([to_pixels(im, 64) for im in random_images])
+    with torch.no_grad():
+        everything = reduce_spatial(capture_layers(tiny_model, pixels, [layer])[layer], reduce)
+    for largest, values, indices in [(True, result.top_values, result.top_indices),
+                                     (False, result.bottom_values, result.bottom_indices)]:
+        ref_v, ref_i = torch.topk(everything.T, 5, dim=1, largest=largest)
+        assert torch.allclose(torch.from_numpy(values), ref_v, atol=1e-5)
+        # indices may differ only among tied values (dead channels): they must point at the same values
+        picked = everything.T.gather(1, torch.from_numpy(indices))
+        assert torch.allclose(picked, ref_v, atol=1e-5)
+        untied = (ref_v[:, :-1] - ref_v[:, 1:]).abs().min(dim=1).values > 1e-6
+        assert untied.sum() >= everything.shape[1] // 10  # the comparison is not vacuous
+        assert torch.equal(torch.from_numpy(indices)[untied, 0], ref_i[untied, 0])
+    assert result.n_images == 40 and result.top_values.shape == (everything.shape[1], 5)
+
+
+def test_scan_reports_progress_and_warns_when_k_exceeds_the_images(tiny_resnet, random_images):
+    calls = []
+    result = scan_top_k(tiny_resnet, ListSource(random_images[:3]), "layer2", k=10,
+                        progress=lambda d, t, m: calls.append((d, t)))
+    assert calls[0] == (0, 3) and calls[-1] == (3, 3)
+    assert result.top_values.shape == (128, 3)
+    assert "k=10 is larger than the 3 images" in result.warnings[0]
+
+
+def test_scan_with_loader_workers_matches(tiny_resnet, random_images):
+    source = ListSource(random_images)
+    a = scan_top_k(tiny_resnet, source, "layer2", k=3, num_workers=0, batch_size=16)
+    b = scan_top_k(tiny_resnet, source, "layer2", k=3, num_workers=2, batch_size=16)
+    assert (a.top_indices == b.top_indices).all()

@@ -1,0 +1,76 @@
+"""The command line: listings, the activation scan end to end, one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from mmneurons.activations import TopKActivations
+from mmneurons.cli import main
+
+
+@pytest.fixture
+def run(registry):
+    runner = CliRunner()
+
+    def invoke(*args):
+        return runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+    return invoke
+
+
+def test_plugins_lists_the_builtins(run):
+    out = run("plugins")
+    assert out.exit_code == 0
+    assert "openclip_models (built-in): mmneurons_model_providers" in out.output
+    rows = json.loads(run("plugins", "--json").output)
+    assert {"openclip_models", "image_sources"} <= {r["name"] for r in rows}
+
+
+def test_models_lists_open_clip_tags(run):
+    out = json.loads(run("models", "--json").output)
+    assert "openclip:RN50x4@openai" in out["openclip"]
+
+
+def test_layers_of_a_local_checkpoint(run, tiny_checkpoint):
+    out = run("layers", f"openclip:{tiny_checkpoint}", "--json")
+    assert out.exit_code == 0
+    rows = {r["name"]: r["shape"] for r in json.loads(out.output)}
+    assert rows["layer4.0"] == [512, 2, 2]
+
+
+def test_activations_end_to_end(run, tmp_path, tiny_checkpoint):
+    images = tmp_path / "imgs"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(images / f"{i}.png")
+    (images / "broken.png").write_bytes(b"nope")
+    out = run("activations", f"openclip:{tiny_checkpoint}", "--layer", "layer3", "--images", images,
+              "--top-k", "3", "--bottom", "--out", tmp_path / "res")
+    assert out.exit_code == 0, out.output
+    assert "scanned 6 images (1 skipped)" in out.output and "skipped broken.png" in out.output
+    res = TopKActivations.load(tmp_path / "res")
+    assert res.top_values.shape == (256, 3) and res.bottom_values.shape == (256, 3) and res.layer == "layer3"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["layers", "openclip:RN50x4@openai"], "not in the local cache"),
+    (["layers", "openclip:NOPE@x"], "unknown open_clip model 'NOPE'"),
+    (["activations", "CKPT", "--layer", "layer9", "--images", ".", "--out", "o"], "has no layer 'layer9'"),
+    (["activations", "CKPT", "--layer", "layer3", "--images", "/no/dir", "--out", "o"], "does not exist"),
+])
+def test_user_errors_are_one_line(run, tiny_checkpoint, args, message):
+    args = [f"openclip:{tiny_checkpoint}" if a == "CKPT" else a for a in args]
+    out = run(*args)
+    assert out.exit_code == 1
+    assert message in out.output and "Traceback" not in out.output
+
+
+def test_images_or_words_is_required(run, tiny_checkpoint):
+    out = run("activations", f"openclip:{tiny_checkpoint}", "--layer", "layer3", "--out", "o")
+    assert out.exit_code == 2 and "exactly one of --images DIR or --words FILE" in out.output

@@ -1,0 +1,40 @@
+"""The promises users read: hooks documented, the README's plugin example works, CI runs the
+README's test command."""
+
+from __future__ import annotations
+
+import re
+import types
+from pathlib import Path
+
+from mmneurons.kinds import HOOK_KINDS
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def test_every_hook_is_documented_with_its_signature():
+    for hook in HOOK_KINDS:
+        assert f"`{hook}()`" in README, f"{hook} is not documented in README.md"
+
+
+def test_ci_runs_the_readme_test_command():
+    commands = re.findall(r"^(python3 .*pytest)$", README, flags=re.M)
+    assert len(commands) == 1
+    assert commands[0] in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_plugin_example_is_the_fixture_and_it_works(registry):
+    blocks = re.findall(r"```python\n# mmneurons_hello/__init__.py\n(.*?)```", README, flags=re.S)
+    assert len(blocks) == 1
+    fixture = (ROOT / "tests/fixtures/mmneurons_hello/mmneurons_hello/__init__.py").read_text()
+    assert blocks[0].strip() in fixture
+    module = types.ModuleType("readme_plugin")
+    exec(compile(blocks[0], "README.md", "exec"), module.__dict__)
+    registry.register(module, name="readme_plugin")
+    source = registry.get("mmneurons_image_sources", "hello_colors").create(size=8)
+    assert [source.record(i).id for i in range(3)] == ["red", "green", "blue"]
+    toml = re.findall(r"```toml\n(.*?)```", README, flags=re.S)[0]
+    assert '[project.entry-points.mmneurons]\nhello = "mmneurons_hello"' in toml
+    assert toml.split("[project.entry-points.mmneurons]")[1].strip() in \
+        (ROOT / "tests/fixtures/mmneurons_hello/pyproject.toml").read_text()

@@ -1,0 +1,64 @@
+"""Declarative parameters: conversion, validation and the CLI options built from them."""
+
+from __future__ import annotations
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from mmneurons.cli import with_params
+from mmneurons.params import Param, ParamError, resolve_params
+
+PARAMS = (
+    Param("steps", "int", 512, min=1, max=4096, help="optimization steps"),
+    Param("lr", "float", 0.02, min=0.0, help="learning rate"),
+    Param("method", "str", "channel", choices=("channel", "neuron"), help="objective"),
+    Param("alpha", "bool", False, help="transparency"),
+    Param("label", "str", None, optional=True),
+)
+
+
+def test_defaults_are_filled():
+    assert resolve_params(PARAMS) == {"steps": 512, "lr": 0.02, "method": "channel", "alpha": False, "label": None}
+
+
+def test_strings_from_the_command_line_are_converted():
+    got = resolve_params(PARAMS, {"steps": "64", "lr": "0.5", "alpha": "yes"})
+    assert (got["steps"], got["lr"], got["alpha"]) == (64, 0.5, True)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"steps": 0}, "parameter 'steps' got 0; allowed: an int between 1 and 4096"),
+    ({"steps": "many"}, "parameter 'steps' got 'many'; allowed: an int"),
+    ({"steps": 2.5}, "parameter 'steps' got 2.5"),
+    ({"lr": -1}, "parameter 'lr' got -1.0; allowed: a float >= 0.0"),
+    ({"method": "pixel"}, "parameter 'method' got 'pixel'; allowed: one of 'channel', 'neuron'"),
+    ({"alpha": "maybe"}, "parameter 'alpha' got 'maybe'"),
+    ({"stpes": 3}, "unknown parameter(s) of vis: stpes; known: alpha, label, lr, method, steps"),
+])
+def test_bad_values_give_one_clear_error(values, message):
+    with pytest.raises(ParamError) as err:
+        resolve_params(PARAMS, values, owner="vis")
+    assert message in str(err.value)
+
+
+def test_required_parameter():
+    with pytest.raises(ParamError, match="parameter 'path' is required"):
+        resolve_params([Param("path", "str")], {})
+
+
+def test_cli_options_are_generated_from_params():
+    seen = {}
+
+    @click.command()
+    @with_params(PARAMS)
+    def cmd(**values):
+        seen.update(resolve_params(PARAMS, values))
+
+    runner = CliRunner()
+    result = runner.invoke(cmd, ["--steps", "8", "--method", "neuron", "--alpha"])
+    assert result.exit_code == 0, result.output
+    assert seen == {"steps": 8, "lr": 0.02, "method": "neuron", "alpha": True, "label": None}
+    bad = runner.invoke(cmd, ["--steps", "0"])
+    assert bad.exit_code == 2 and "--steps" in bad.output and "1<=x<=4096" in bad.output
+    assert "optimization steps" in runner.invoke(cmd, ["--help"]).output

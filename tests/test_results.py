@@ -1,0 +1,69 @@
+"""Results save to a folder and load back; saves are atomic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mmneurons.activations import TopKActivations
+from mmneurons.results import Result, load_result
+from mmneurons.units import Direction, Unit
+
+
+@dataclass
+class Sample(Result):
+    kind = "sample"
+    unit: Unit = Unit("layer4", 3, (1, 2))
+    direction: Direction | None = None
+    image: Image.Image | None = None
+    frames: list = field(default_factory=list)
+    table: dict = field(default_factory=dict)
+    curve: np.ndarray | None = None
+
+
+def test_round_trip_of_every_field_type(tmp_path):
+    img = Image.new("RGB", (5, 4), (1, 2, 3))
+    sample = Sample(unit=Unit("layer4", 3, (1, 2)), direction=Direction("layer4", np.arange(3.0), "d"),
+                    image=img, frames=[img, Image.new("RGB", (2, 2), (9, 9, 9))],
+                    table={"word": ["a", "b"], "score": [0.5, 0.25]}, curve=np.linspace(0, 1, 7),
+                    warnings=["careful"])
+    path = sample.save(tmp_path / "out")
+    assert {p.name for p in path.iterdir()} >= {"result.json", "arrays.npz", "image.png", "frames.0.png"}
+    back = Sample.load(path)
+    assert back.unit == sample.unit and back.warnings == ["careful"] and back.table == sample.table
+    assert np.array_equal(back.direction.vector, np.arange(3.0)) and back.direction.label == "d"
+    assert back.image.getpixel((0, 0)) == (1, 2, 3) and back.frames[1].size == (2, 2)
+    assert np.allclose(back.curve, sample.curve)
+
+
+def test_topk_round_trip(tmp_path):
+    res = TopKActivations(model_id="m", layer="layer2", k=2, top_values=np.ones((3, 2), np.float32),
+                          top_indices=np.zeros((3, 2), np.int64), image_ids=["a", "b"], categories=[None, "x"],
+                          n_images=2, skipped=[["c", "empty"]])
+    back = load_result(res.save(tmp_path / "r"))
+    assert isinstance(back, TopKActivations) and back.top(0) == [("a", 1.0), ("a", 1.0)]
+    assert back.skipped == [["c", "empty"]] and back.categories == [None, "x"]
+
+
+def test_an_interrupted_save_keeps_the_old_result(tmp_path, monkeypatch):
+    path = Sample(table={"v": 1}).save(tmp_path / "out")
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", crash)
+    with pytest.raises(KeyboardInterrupt):
+        Sample(table={"v": 2}, curve=np.zeros(2)).save(path)
+    assert Sample.load(path).table == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temporary folder left behind
+
+
+def test_loading_the_wrong_thing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a saved result"):
+        load_result(tmp_path)
+    path = Sample().save(tmp_path / "s")
+    with pytest.raises(TypeError, match="holds a Sample, not a TopKActivations"):
+        TopKActivations.load(path)
