@@ -41,3 +41,8 @@ def mmneurons_probes() -> list:
 @hookspec
 def mmneurons_renderers() -> list:
     """Return Renderer objects that draw one result kind in the front end."""
+
+
+@hookspec
+def mmneurons_commands() -> list:
+    """Return click commands (or groups) to add to the ``mmneurons`` command line."""

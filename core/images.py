@@ -173,15 +173,28 @@ class ListSource:
         return f"{self.name} ({len(self)} images)"
 
 
-@lru_cache(maxsize=32)
-def font(name: str = "DejaVuSans.ttf", size: int = 24) -> ImageFont.FreeTypeFont:
-    """A TrueType font shipped with matplotlib (always installed with Lucent), else PIL's default."""
-    try:
-        import matplotlib
+@lru_cache(maxsize=1)
+def _font_dir() -> Path | None:
+    """matplotlib's bundled TrueType fonts (installed with Lucent), found without importing it."""
+    import importlib.util
 
-        return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / name), size)
-    except (ImportError, OSError):
-        return ImageFont.load_default(size=size)
+    spec = importlib.util.find_spec("matplotlib")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(list(spec.submodule_search_locations)[0]) / "mpl-data" / "fonts" / "ttf"
+    return folder if folder.is_dir() else None
+
+
+@lru_cache(maxsize=2048)
+def font(name: str = "DejaVuSans.ttf", size: int = 24) -> ImageFont.FreeTypeFont:
+    """A TrueType font shipped with matplotlib, else PIL's default font at that size."""
+    folder = _font_dir()
+    try:
+        if folder is not None:
+            return ImageFont.truetype(str(folder / name), size)
+    except OSError:
+        pass
+    return ImageFont.load_default(size=size)
 
 
 def render_word(word: str, size: int = 224, *, font_name: str = "DejaVuSans.ttf",

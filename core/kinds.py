@@ -120,4 +120,5 @@ HOOK_KINDS: dict[str, str] = {
     "mmneurons_attributors": Attributor.kind,
     "mmneurons_probes": Probe.kind,
     "mmneurons_renderers": Renderer.kind,
+    "mmneurons_commands": "command",  # click commands: their ``name`` is the subcommand
 }

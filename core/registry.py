@@ -93,8 +93,8 @@ class PluginRegistry:
         if builtins:
             from mmneurons.plugins import DEFAULT_PLUGINS
 
-            for module_name in DEFAULT_PLUGINS:
-                self._load_module(module_name.rsplit(".", 1)[-1], module_name, builtin=True)
+            for name, module_name in DEFAULT_PLUGINS.items():
+                self._load_module(name, module_name, builtin=True)
         if entry_points:
             self._load_entry_points()
 
@@ -271,6 +271,9 @@ class PluginRegistry:
 
     def renderers(self) -> list[Any]:
         return self.collect("mmneurons_renderers")
+
+    def commands(self) -> list[Any]:
+        return self.collect("mmneurons_commands")
 
 
 def _suggest(name: str, candidates: Iterable[str]) -> str:

@@ -20,10 +20,10 @@ from .helpers import forget_modules, install_fixture_package
 
 def test_builtins_are_registered_like_any_plugin(registry):
     names = {p.name: p for p in registry.plugins()}
-    assert {"openclip_models", "image_sources"} <= set(names)
+    assert {"openclip_models", "image_sources", "demo"} <= set(names)
     assert names["openclip_models"].hooks == ["mmneurons_model_providers"]
     assert names["openclip_models"].builtin and names["openclip_models"].version
-    assert [p.name for p in registry.model_providers()] == ["openclip"]
+    assert [p.name for p in registry.model_providers()] == ["openclip", "demo"]
     assert {s.name for s in registry.image_sources()} >= {"folder", "words"}
     assert registry.problems == []
 
@@ -104,8 +104,8 @@ def test_strict_mode_reraises():
 
 def test_disable_plugins_by_name():
     reg = PluginRegistry(entry_points=False, env={"MMNEURONS_DISABLE_PLUGINS": "image_sources, nothing"})
-    assert reg.image_sources() == []
-    assert [p.name for p in reg.model_providers()] == ["openclip"]
+    assert [s.name for s in reg.image_sources()] == ["demo_shapes"]  # folder and words are gone
+    assert [p.name for p in reg.model_providers()] == ["openclip", "demo"]
     info = {p.name: p for p in reg.plugins()}["image_sources"]
     assert info.hooks == [] and "disabled" in info.errors[0]
 
@@ -137,7 +137,7 @@ def test_third_party_plugins_are_discovered_through_entry_points(installed_fixtu
     assert info["broken"].errors and "mmneurons_dependency_that_does_not_exist" in info["broken"].errors[0]
     [problem] = reg.problems
     assert (problem.plugin, problem.distribution, problem.version) == ("broken", "mmneurons-broken", "9.9.9")
-    assert [p.name for p in reg.model_providers()] == ["openclip"]
+    assert [p.name for p in reg.model_providers()] == ["openclip", "demo"]
 
 
 def test_broken_entry_point_raises_in_strict_mode(installed_fixtures):

@@ -1,0 +1,166 @@
+"""What the demo model learned, measured on held-out synthetic images.
+
+- zero-shot accuracy per form (photo, drawing, text; text also in fonts never trained on);
+- multimodal units: per channel of the last block (spatial mean), the mean activation per
+  (concept, form), z-scored across concepts within each form; a unit is multimodal when its top
+  concept is the same for photo, drawing and text with z >= 1.5 in each. Compared with a
+  permutation null (concept labels shuffled within each form) and with the same architecture at
+  random init (batch-norm statistics re-estimated on the same images);
+- typographic attack: photos of concept A with the word B written at one of 8 fixed positions;
+  the fraction classified as B.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from mmneurons.activations import capture_layers, reduce_spatial
+from mmneurons.images import iterate_batches
+from mmneurons.kinds import Progress, no_progress
+from mmneurons.models import ClipModel
+
+from .captions import TEMPLATES
+from .data import CONCEPTS, FORMS, ShapesSource, attack_specs, probe_specs
+
+EVAL_SEED = 20_211_130
+LAYER = "layer4.0"
+Z_MIN = 1.5
+
+
+def channel_means(model: ClipModel, source, layer: str = LAYER, batch_size: int = 128) -> np.ndarray:
+    """``[N, C]`` spatial-mean activations of every channel of ``layer`` for every image."""
+    rows = []
+    with torch.inference_mode():
+        for batch in iterate_batches(source, model.image_size, batch_size=batch_size, num_workers=0):
+            if batch.skipped:
+                raise RuntimeError(f"synthetic images failed to render: {batch.skipped[:1]}")
+            rows.append(reduce_spatial(capture_layers(model, batch.pixels, [layer])[layer], "mean").cpu())
+    return torch.cat(rows).numpy()
+
+
+def concept_form_table(acts: np.ndarray, concepts: np.ndarray, forms: np.ndarray) -> np.ndarray:
+    """``[F, K, C]`` mean activation per (form, concept, channel)."""
+    table = np.zeros((len(FORMS), len(CONCEPTS), acts.shape[1]))
+    for f in range(len(FORMS)):
+        for k in range(len(CONCEPTS)):
+            sel = (forms == f) & (concepts == k)
+            if not sel.any():
+                raise ValueError(f"no image of concept '{CONCEPTS[k]}' as {FORMS[f]}")
+            table[f, k] = acts[sel].mean(axis=0)
+    return table
+
+
+def multimodal_mask(table: np.ndarray, z_min: float = Z_MIN) -> tuple[np.ndarray, np.ndarray]:
+    """(multimodal bool ``[C]``, top concept ``[C]``) from a ``[F, K, C]`` table."""
+    std = table.std(axis=1, keepdims=True)
+    z = (table - table.mean(axis=1, keepdims=True)) / np.where(std > 1e-12, std, np.inf)
+    top = table.argmax(axis=1)  # [F, C]
+    same = (top == top[0]).all(axis=0)
+    z_top = np.take_along_axis(z, top[:, None, :], axis=1)[:, 0, :]  # [F, C]
+    return same & (z_top >= z_min).all(axis=0), top[0]
+
+
+def permutation_null(acts, concepts, forms, n: int, seed: int, z_min: float = Z_MIN) -> list[int]:
+    rng = np.random.default_rng(seed)
+    counts = []
+    for _ in range(n):
+        shuffled = concepts.copy()
+        for f in range(len(FORMS)):
+            sel = np.flatnonzero(forms == f)
+            shuffled[sel] = rng.permutation(concepts[sel])
+        counts.append(int(multimodal_mask(concept_form_table(acts, shuffled, forms), z_min)[0].sum()))
+    return counts
+
+
+def zero_shot_predictions(model: ClipModel, source, labels=CONCEPTS, batch_size: int = 128) -> np.ndarray:
+    classifier = model.zero_shot_classifier(list(labels), TEMPLATES)
+    preds = []
+    with torch.inference_mode():
+        for batch in iterate_batches(source, model.image_size, batch_size=batch_size, num_workers=0):
+            preds.append((model.encode_image(batch.pixels) @ classifier).argmax(dim=1).cpu())
+    return torch.cat(preds).numpy()
+
+
+def reestimate_batchnorm(model: ClipModel, source, batch_size: int = 128) -> None:
+    """Replace batch-norm running statistics with those of ``source`` (for the random-init control)."""
+    bns = [m for m in model.visual.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average
+        bn.train()
+    with torch.no_grad():
+        for batch in iterate_batches(source, model.image_size, batch_size=batch_size, num_workers=0):
+            model.forward_visual(batch.pixels)
+    for bn in bns:
+        bn.eval()
+
+
+def labels_of(source: ShapesSource) -> tuple[np.ndarray, np.ndarray]:
+    concepts = np.array([CONCEPTS.index(s.concept) for s in source.specs])
+    forms = np.array([FORMS.index(s.kind) for s in source.specs])
+    return concepts, forms
+
+
+def by_concept(mask: np.ndarray, top: np.ndarray) -> dict[str, int]:
+    return {concept: int((top[mask] == k).sum()) for k, concept in enumerate(CONCEPTS) if (top[mask] == k).any()}
+
+
+def evaluate(model: ClipModel, *, per_cell: int = 40, attack_per_concept: int = 40, seed: int = EVAL_SEED,
+             permutations: int = 20, controls: "list[ClipModel] | None" = None,
+             progress: Progress = no_progress) -> dict:
+    """All metrics as a JSON-able dict (see the module docstring). ``controls`` are the same
+    architecture at random init (one per seed)."""
+    controls = list(controls or [])
+    steps = 4 + len(controls)
+    probe = ShapesSource(probe_specs(per_cell, seed), model.image_size, eval_fonts=False)
+    concepts, forms = labels_of(probe)
+    progress(0, steps, "zero-shot accuracy")
+    preds = zero_shot_predictions(model, probe)
+    zero_shot = {form: float((preds[forms == f] == concepts[forms == f]).mean()) for f, form in enumerate(FORMS)}
+    unseen = ShapesSource(probe_specs(per_cell, seed + 1, forms=("text",)), model.image_size, eval_fonts=True)
+    unseen_concepts, _ = labels_of(unseen)
+    zero_shot["text_unseen_fonts"] = float((zero_shot_predictions(model, unseen) == unseen_concepts).mean())
+    progress(1, steps, "multimodal units")
+    acts = channel_means(model, probe)
+    mask, top = multimodal_mask(concept_form_table(acts, concepts, forms))
+    progress(2, steps, "permutation null")
+    null = permutation_null(acts, concepts, forms, permutations, seed)
+    result = {
+        "layer": LAYER,
+        "held_out": {"seed": seed, "per_cell": per_cell, "images": len(probe)},
+        "templates": list(TEMPLATES),
+        "zero_shot": zero_shot,
+        "multimodal": {
+            "z_min": Z_MIN, "count": int(mask.sum()), "channels": int(acts.shape[1]),
+            "units": [[int(c), CONCEPTS[top[c]]] for c in np.flatnonzero(mask)],
+            "by_concept": by_concept(mask, top),
+            "null_mean": float(np.mean(null)), "null_max": int(np.max(null)), "permutations": permutations,
+        },
+    }
+    progress(3, steps, "typographic attack")
+    attack = ShapesSource(attack_specs(attack_per_concept, seed + 2), model.image_size, eval_fonts=False)
+    preds = zero_shot_predictions(model, attack)
+    written = np.array([CONCEPTS.index(s.word) for s in attack.specs])
+    true = np.array([CONCEPTS.index(s.concept) for s in attack.specs])
+    result["typographic_attack"] = {
+        "images": len(attack), "positions": 8,
+        "classified_as_written_word": float((preds == written).mean()),
+        "classified_as_true_concept": float((preds == true).mean()),
+    }
+    if controls:
+        counts, concepts_hit = [], {}
+        for i, control in enumerate(controls):
+            progress(4 + i, steps, "random-init control")
+            reestimate_batchnorm(control, probe)
+            control_mask, control_top = multimodal_mask(concept_form_table(channel_means(control, probe),
+                                                                           concepts, forms))
+            counts.append(int(control_mask.sum()))
+            for concept, n in by_concept(control_mask, control_top).items():
+                concepts_hit[concept] = concepts_hit.get(concept, 0) + n
+        result["random_init_control"] = {
+            "counts": counts, "mean": float(np.mean(counts)), "by_concept_total": concepts_hit,
+            "note": "same architecture at open_clip's random init (one per seed), batch-norm statistics "
+                    "re-estimated on the held-out images"}
+    progress(steps, steps, "done")
+    return result
