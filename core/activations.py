@@ -82,6 +82,33 @@ def unit_activations(model: "ClipModel", pixels: torch.Tensor, targets: Sequence
     return torch.stack([t.read(acts[t.layer]) for t in targets], dim=1)
 
 
+def layer_gradient(model: "ClipModel", pixels: torch.Tensor, layer: str, score) -> torch.Tensor:
+    """Gradient of ``score(image_embeddings) -> [B]`` with respect to ``layer``'s activations, laid
+    out as ``[B, C, H, W]``. The zero-shot neuron search: at a neutral image, it ranks the units of
+    ``layer`` by how strongly they drive a prompt's logit.
+
+    The layer's output is replaced by a detached copy that requires grad, so this works with frozen
+    weights and inputs that need no gradient, on ResNet maps and ViT token sequences alike.
+    """
+    leaf: dict[str, torch.Tensor] = {}
+
+    def hook(_module, _inputs, output):
+        first = output[0] if isinstance(output, (tuple, list)) else output
+        leaf["out"] = first.detach().requires_grad_(True)
+        if isinstance(output, tuple):
+            return (leaf["out"],) + tuple(output[1:])
+        return leaf["out"]
+
+    handle = model.module(layer).register_forward_hook(hook)
+    try:
+        with torch.enable_grad():
+            embeddings = model.forward_visual(pixels)
+            (grad,) = torch.autograd.grad(score(embeddings).sum(), leaf["out"])
+    finally:
+        handle.remove()
+    return model.layout(layer)(grad)
+
+
 def reduce_spatial(acts: torch.Tensor, reduce: str) -> torch.Tensor:
     """``[B, C, H, W]`` -> ``[B, C]`` by spatial ``mean`` or ``max``."""
     if reduce == "mean":

@@ -23,7 +23,10 @@ from .params import Param, ParamError
 from .registry import PluginError, get_registry
 from .units import UnitError
 
-USER_ERRORS = (ModelLoadError, LayerError, UnitError, ImageLoadError, ParamError, PluginError, FileNotFoundError)
+# ValueError covers the rest of what users type wrong (an empty label list, a label not among the
+# labels, an image of the wrong size); ours all say what is allowed.
+USER_ERRORS = (ModelLoadError, LayerError, UnitError, ImageLoadError, ParamError, PluginError, FileNotFoundError,
+               ValueError)
 
 
 @contextmanager
@@ -90,7 +93,20 @@ def _load(model: str | None, device: str | None):
     return load_model(model_id, device=device)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class PluginGroup(click.Group):
+    """The top-level group: built-in commands plus those that plugins add (``mmneurons_commands``)."""
+
+    def _plugin_commands(self) -> dict[str, click.Command]:
+        return {c.name: c for c in get_registry().commands() if c.name not in self.commands}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self._plugin_commands()))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return super().get_command(ctx, name) or self._plugin_commands().get(name)
+
+
+@click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mmneurons")
 def main() -> None:
     """Find and explain multimodal neurons in CLIP models."""
@@ -193,6 +209,90 @@ def activations(model, layer, images, words, top_k, reduce, bottom, batch_size, 
         click.echo(f"warning: {warning}", err=True)
     for image_id, why in result.skipped[:10]:
         click.echo(f"skipped {image_id}: {why}", err=True)
+
+
+@main.command()
+@click.argument("model")
+@click.argument("targets", nargs=-1, required=True)
+@click.option("--method", default="channel", show_default=True,
+              help="Visualizer: channel, neuron, negative, diversity, text_direction (TARGETS are prompts) ...")
+@click.option("-p", "--param", "pairs", multiple=True, help="Visualizer parameter NAME=VALUE, e.g. -p steps=512.")
+@click.option("--out", type=click.Path(), required=True, help="Folder for one result folder per image.")
+@device_option
+def visualize(model, targets, method, pairs, out, device) -> None:
+    """Render feature visualizations of TARGETS (units like layer4.0:17, or prompts for text_direction)."""
+    from pathlib import Path
+
+    with user_errors():
+        visualizer = get_registry().get("mmneurons_visualizers", method)
+        clip = _load(model, device)
+        with tqdm_progress(method) as progress:
+            results = visualizer.visualize(clip, list(targets), parse_pairs(pairs), progress)
+        for i, result in enumerate(results):
+            safe = "".join(c if c.isalnum() or c in "._-@" else "_" for c in result.target)
+            path = result.save(Path(out) / f"{i:03d}-{safe}")
+            click.echo(f"{result.target}: activation {result.activation:.4f} (gray {result.activation_gray:.4f}, "
+                       f"noise {result.activation_noise:.4f}) -> {path}")
+            for warning in result.warnings:
+                click.echo(f"warning: {warning}", err=True)
+
+
+def parse_pairs(pairs: Sequence[str]) -> dict[str, str]:
+    """``("steps=64", "baseline=gray")`` -> ``{"steps": "64", "baseline": "gray"}`` (validated later by Params)."""
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"{pair!r}: write NAME=VALUE", param_hint="-p/--param")
+        out[name.strip().replace("-", "_")] = value
+    return out
+
+
+def _labels(text: str) -> list[str]:
+    from pathlib import Path
+
+    path = Path(text)
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else text.split(",")
+    return [line.strip() for line in lines if line.strip()]
+
+
+@main.command()
+@click.argument("model")
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.option("--target", default=None, help="A unit (layer4.0:17, layer4.0:17@3,3) or 'prompt:TEXT'.")
+@click.option("--label", default=None, help="Zero-shot class to explain (with --labels).")
+@click.option("--labels", default=None, help="File with one label per line, or comma-separated labels.")
+@click.option("--template", "templates", multiple=True, help="Prompt template with {} (repeatable).")
+@click.option("--prompt", default=None, help="Free text prompt: explain the image-text similarity.")
+@click.option("--method", default="ig", show_default=True, help="Attributor (see `mmneurons plugins --all`).")
+@click.option("-p", "--param", "pairs", multiple=True, help="Method parameter NAME=VALUE, e.g. -p steps=64.")
+@click.option("--out", type=click.Path(), required=True, help="Folder for one result folder per image.")
+@device_option
+def attribute(model, images, target, label, labels, templates, prompt, method, pairs, out, device) -> None:
+    """Attribute a unit, a zero-shot class or a prompt to the pixels of IMAGES."""
+    from pathlib import Path
+
+    from .captum import PromptTarget, ZeroShotTarget, parse_target
+
+    if sum(x is not None for x in (target, label, prompt)) != 1:
+        raise click.UsageError("give exactly one of --target, --label (with --labels) or --prompt")
+    with user_errors():
+        if label is not None:
+            if not labels:
+                raise click.UsageError("--label needs --labels (a file or comma-separated labels)")
+            goal = ZeroShotTarget(label, tuple(_labels(labels)), tuple(templates) or None)
+        elif prompt is not None:
+            goal = PromptTarget(prompt)
+        else:
+            goal = parse_target(target)
+        attributor = get_registry().get("mmneurons_attributors", method)
+        clip = _load(model, device)
+        with tqdm_progress(method) as progress:
+            results = attributor.attribute(clip, list(images), goal, parse_pairs(pairs), progress)
+        for i, result in enumerate(results):
+            path = result.save(Path(out) / f"{i:03d}-{Path(result.image_id).stem}")
+            delta = f", convergence delta {result.convergence_delta:.2e}" if result.convergence_delta is not None else ""
+            click.echo(f"{result.image_id}: {result.target} = {result.target_value:.4f}{delta} -> {path}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -33,6 +33,49 @@ class LayerError(ValueError):
 
 
 @dataclass(frozen=True)
+class GridLayout:
+    """Turns a layer's raw output into canonical ``[B, C, H, W]`` activations.
+
+    ResNet maps are already so; pooled outputs become ``[B, C, 1, 1]``; ViT block outputs
+    (``tokens``; sequence-first unless ``batch_first``) drop the prefix tokens and lay the patch
+    tokens on the ``grid``. A plain value, so Captum neuron selectors built on it pickle.
+    """
+
+    tokens: bool = False
+    batch_first: bool = True
+    grid: tuple[int, int] = (0, 0)
+
+    def __call__(self, output: Any, name: str = "layer") -> torch.Tensor:
+        if isinstance(output, (tuple, list)):
+            output = output[0]
+        if output.ndim == 4:
+            return output
+        if output.ndim == 2:
+            return output[:, :, None, None]
+        if output.ndim == 3:
+            if self.tokens:
+                if not self.batch_first:
+                    output = output.transpose(0, 1)
+                gh, gw = self.grid
+                patches = output[:, output.shape[1] - gh * gw:, :]
+                return patches.transpose(1, 2).reshape(output.shape[0], output.shape[2], gh, gw)
+            return output.transpose(1, 2)[:, :, None, :]
+        raise LayerError(f"layer '{name}' returns a {output.ndim}-d tensor, which cannot be laid out as units")
+
+    def channel_totals(self, output: Any) -> torch.Tensor:
+        """``[B, C]``: each channel summed over every position, prefix (class) tokens included.
+
+        Use this, not the grid, when totals must add up (layer attributions' completeness): a ViT's
+        output flows through its class token, which the grid leaves out.
+        """
+        if isinstance(output, (tuple, list)):
+            output = output[0]
+        if output.ndim == 3 and self.tokens:
+            return output.sum(dim=1) if self.batch_first else output.sum(dim=0)
+        return self(output).sum(dim=(2, 3))
+
+
+@dataclass(frozen=True)
 class LayerInfo:
     """A hookable layer of the visual tower and its canonical output shape (C, H, W)."""
 
@@ -103,6 +146,15 @@ class ClipModel:
     def __repr__(self) -> str:
         return f"ClipModel({self.model_id!r}, {self.kind}, {self.image_size}px, {self.device})"
 
+    def __getstate__(self) -> dict:  # copy.deepcopy and pickle: the lock is per instance
+        state = dict(self.__dict__)
+        state.pop("lock", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.lock = threading.RLock()
+
     # -- structure -------------------------------------------------------------------------------
     @property
     def visual(self) -> nn.Module:
@@ -168,27 +220,16 @@ class ClipModel:
             acts = capture_layers(self, x, [name])
         return LayerInfo(name, tuple(acts[name].shape[1:]))
 
-    def to_grid(self, name: str, output: Any) -> torch.Tensor:
-        """Lay a layer's raw output out canonically as ``[B, C, H, W]``.
+    def layout(self, name: str) -> "GridLayout":
+        """How layer ``name``'s raw output is laid out as ``[B, C, H, W]`` (see :class:`GridLayout`)."""
+        if self.kind == "vit" and name.startswith("transformer"):
+            return GridLayout(tokens=True, batch_first=getattr(self.visual.transformer, "batch_first", True),
+                              grid=tuple(self.visual.grid_size))
+        return GridLayout()
 
-        ResNet maps are already so; pooled outputs become ``[B, C, 1, 1]``; ViT block outputs
-        (sequence-first or batch-first) drop the prefix tokens and lay patch tokens on the grid.
-        """
-        if isinstance(output, (tuple, list)):
-            output = output[0]
-        if output.ndim == 4:
-            return output
-        if output.ndim == 2:
-            return output[:, :, None, None]
-        if output.ndim == 3:
-            if self.kind == "vit" and name.startswith("transformer"):
-                if not getattr(self.visual.transformer, "batch_first", True):
-                    output = output.transpose(0, 1)
-                gh, gw = self.visual.grid_size
-                tokens = output[:, output.shape[1] - gh * gw:, :]
-                return tokens.transpose(1, 2).reshape(output.shape[0], output.shape[2], gh, gw)
-            return output.transpose(1, 2)[:, :, None, :]
-        raise LayerError(f"layer '{name}' returns a {output.ndim}-d tensor, which cannot be laid out as units")
+    def to_grid(self, name: str, output: Any) -> torch.Tensor:
+        """Lay a layer's raw output out canonically as ``[B, C, H, W]``."""
+        return self.layout(name)(output, name)
 
     # -- images ----------------------------------------------------------------------------------
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -233,14 +274,18 @@ class ClipModel:
         return nn.functional.normalize(feats, dim=-1) if normalize else feats
 
     @property
+    def templates(self) -> tuple[str, ...]:
+        """Zero-shot prompt templates that suit this model (its provider may set ``meta['templates']``)."""
+        return tuple(self.meta.get("templates") or ("a photo of a {}.",))
+
+    @property
     def logit_scale(self) -> torch.Tensor:
         return self.model.logit_scale.exp()
 
-    def zero_shot_classifier(
-        self, labels: Sequence[str], templates: Sequence[str] = ("a photo of a {}.",)
-    ) -> torch.Tensor:
+    def zero_shot_classifier(self, labels: Sequence[str], templates: Sequence[str] | None = None) -> torch.Tensor:
         """``[D, C]`` unit-norm class embeddings: each label's prompts averaged, as in CLIP."""
         labels = [str(label) for label in labels]
+        templates = tuple(templates) if templates is not None else self.templates
         if not labels:
             raise ValueError("zero-shot classification needs at least one label; the label list is empty")
         if not templates or any("{}" not in t for t in templates):

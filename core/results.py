@@ -175,3 +175,59 @@ def image_to_png_bytes(image: Image.Image) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     return buf.getvalue()
+
+
+@dataclass
+class AttributionMap(Result):
+    """How much each input pixel contributed to a target, for one image and one method.
+
+    ``attribution`` has the input's shape ``[3, H, W]`` (or ``[1, H, W]`` for Grad-CAM, upsampled);
+    ``heat`` is the positive evidence summed over channels ``[H, W]`` and ``overlay`` draws it.
+    ``convergence_delta`` is Captum's completeness gap where the method defines one.
+    """
+
+    kind = "attribution_map"
+
+    model_id: str = ""
+    method: str = ""
+    target: str = ""
+    image_id: str = ""
+    image: Image.Image | None = None
+    attribution: np.ndarray | None = None
+    heat: np.ndarray | None = None
+    overlay: Image.Image | None = None
+    target_value: float | None = None
+    baseline_value: float | None = None
+    convergence_delta: float | None = None
+    params: dict = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, image: Image.Image, attribution: np.ndarray, **fields: Any) -> "AttributionMap":
+        from .overlay import heatmap_overlay
+
+        heat = np.clip(attribution.sum(axis=0), 0, None)
+        return cls(image=image, attribution=attribution, heat=heat, overlay=heatmap_overlay(image, heat), **fields)
+
+
+@dataclass
+class FeatureVis(Result):
+    """A feature visualization of one target (unit, direction or text direction).
+
+    ``activation`` is the target's value on the final image; ``activation_gray`` and
+    ``activation_noise`` are its values on a gray and a random-noise image, for scale.
+    ``snapshots`` are the images at ``thresholds`` (optimization steps).
+    """
+
+    kind = "feature_vis"
+
+    model_id: str = ""
+    method: str = ""
+    target: str = ""
+    image: Image.Image | None = None
+    snapshots: list = field(default_factory=list)
+    thresholds: list[int] = field(default_factory=list)
+    activation: float = 0.0
+    activation_gray: float = 0.0
+    activation_noise: float = 0.0
+    loss_curve: np.ndarray | None = None
+    params: dict = field(default_factory=dict)

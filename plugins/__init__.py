@@ -1,10 +1,13 @@
 """Built-in plugins, registered through exactly the same path as third-party ones.
 
-The core never imports these modules by name: it reads ``DEFAULT_PLUGINS`` and registers each
-module with the plugin manager, isolating failures as it does for entry points.
+The core never imports these modules by name: it reads ``DEFAULT_PLUGINS`` (plugin name ->
+module) and registers each module with the plugin manager, isolating failures as it does for
+entry points. ``MMNEURONS_DISABLE_PLUGINS`` takes these names.
 """
 
-DEFAULT_PLUGINS = (
-    "mmneurons.plugins.openclip_models",
-    "mmneurons.plugins.image_sources",
-)
+DEFAULT_PLUGINS = {
+    "openclip_models": "mmneurons.plugins.openclip_models",
+    "image_sources": "mmneurons.plugins.image_sources",
+    "demo": "mmneurons.plugins.demo.plugin",
+    "captum_attr": "mmneurons.plugins.captum_attr",
+}

@@ -74,3 +74,34 @@ def test_user_errors_are_one_line(run, tiny_checkpoint, args, message):
 def test_images_or_words_is_required(run, tiny_checkpoint):
     out = run("activations", f"openclip:{tiny_checkpoint}", "--layer", "layer3", "--out", "o")
     assert out.exit_code == 2 and "exactly one of --images DIR or --words FILE" in out.output
+
+
+def test_attribute_end_to_end(run, tmp_path, tiny_checkpoint):
+    img = tmp_path / "x.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (70, 90, 3), dtype=np.uint8)).save(img)
+    model = f"openclip:{tiny_checkpoint}"
+    out = run("attribute", model, img, "--label", "moon", "--labels", "star,moon,ring", "--method", "ig",
+              "-p", "steps=16", "--out", tmp_path / "ig")
+    assert out.exit_code == 0, out.output
+    assert "label:moon = " in out.output and "convergence delta" in out.output
+    from mmneurons.results import AttributionMap
+
+    res = AttributionMap.load(tmp_path / "ig" / "000-x")
+    assert res.attribution.shape == (3, 64, 64) and res.overlay.size == (64, 64) and res.params["steps"] == 16
+    out = run("attribute", model, img, "--prompt", "a red star", "--method", "gradcam", "--out", tmp_path / "cam")
+    assert out.exit_code == 0, out.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--target", "layer3:0", "--label", "x"], "exactly one of --target, --label"),
+    (["--label", "x"], "--label needs --labels"),
+    (["--target", "layer3:0", "--method", "nope"], "no attributor named 'nope'"),
+    (["--target", "layer3:0", "-p", "steps"], "write NAME=VALUE"),
+    (["--target", "layer3:0", "-p", "stps=3"], "unknown parameter(s) of attributor 'ig': stps"),
+    (["--label", "dog", "--labels", "cat,cow"], "'dog' is not among the labels"),
+])
+def test_attribute_errors(run, tmp_path, tiny_checkpoint, args, message):
+    img = tmp_path / "x.png"
+    Image.new("RGB", (64, 64)).save(img)
+    out = run("attribute", f"openclip:{tiny_checkpoint}", img, *args, "--out", tmp_path / "o")
+    assert out.exit_code in (1, 2) and message in out.output, out.output

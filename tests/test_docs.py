@@ -38,3 +38,13 @@ def test_readme_plugin_example_is_the_fixture_and_it_works(registry):
     assert '[project.entry-points.mmneurons]\nhello = "mmneurons_hello"' in toml
     assert toml.split("[project.entry-points.mmneurons]")[1].strip() in \
         (ROOT / "tests/fixtures/mmneurons_hello/pyproject.toml").read_text()
+
+
+def test_readme_captum_example_runs(registry):
+    blocks = re.findall(r"```python\n# captum-example\n(.*?)```", README, flags=re.S)
+    assert len(blocks) == 1
+    namespace: dict = {}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)
+    assert namespace["attributions"].shape == (1, 3, 64, 64) and namespace["cam"].shape[1] == 1
+    delta, total = float(namespace["delta"]), float(namespace["attributions"].sum())
+    assert abs(delta) < 0.05 * max(1.0, abs(total - delta))  # Captum's delta = sum - (f(x) - f(baseline))
