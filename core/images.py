@@ -112,6 +112,12 @@ def to_pixels(image: Image.Image, size: int) -> torch.Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
 
 
+def to_pil(pixels: torch.Tensor) -> Image.Image:
+    """``[3, H, W]`` pixels in [0, 1] -> an RGB image (the inverse of :func:`to_pixels`)."""
+    arr = (pixels.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+    return Image.fromarray(arr)
+
+
 class FolderSource:
     """Every file under ``root`` (hidden ones excepted); categories from the first subfolder."""
 

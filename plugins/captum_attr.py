@@ -13,7 +13,7 @@ from PIL import Image
 
 from mmneurons.captum import GridGradCam, forward_for, layer_of, parse_target
 from mmneurons.hookspecs import hookimpl
-from mmneurons.images import to_rgb
+from mmneurons.images import to_pil, to_rgb
 from mmneurons.kinds import Attributor, Probe, Progress, no_progress
 from mmneurons.models import ClipModel
 from mmneurons.params import Param, resolve_params
@@ -57,11 +57,6 @@ def baseline_like(pixels: torch.Tensor, kind: str) -> torch.Tensor:
     raise ValueError(f"unknown baseline {kind!r}; baselines: {', '.join(BASELINES)}")
 
 
-def pil_of(pixels: torch.Tensor) -> Image.Image:
-    arr = (pixels.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
-    return Image.fromarray(arr)
-
-
 class CaptumAttributor(Attributor):
     """Shared work of every pixel attributor; subclasses say which Captum object and how to call it."""
 
@@ -101,7 +96,7 @@ class CaptumAttributor(Attributor):
                         b = forward(baseline_like(x, base))
                         base_value = float(b[0, index] if index is not None else b[0])
                 results.append(AttributionMap.build(
-                    pil_of(x[0]), attr[0].detach().float().cpu().numpy(), model_id=model.model_id, method=self.name,
+                    to_pil(x[0]), attr[0].detach().float().cpu().numpy(), model_id=model.model_id, method=self.name,
                     target=str(target), image_id=ids[i], target_value=value, baseline_value=base_value,
                     convergence_delta=None if delta is None else float(delta.reshape(-1)[0]), params=values))
                 progress(i + 1, len(pixels), f"{self.name}: {target}")

@@ -1,0 +1,97 @@
+"""Units per minute: Lucent's ``render_vis`` one unit at a time against our batched visualizer,
+same model, steps, image size and units (16 channels of the last block).
+
+    uv run python bench/bench_featurevis.py [--models demo,rn50x4] [--units 16] [--steps-rn50x4 16] [--steps-demo 64]
+
+Lucent runs on a deep copy of the model (it leaves a hook on every module) with preprocess=False
+and our normalization in front, ``fixed_image_size`` = the model's input size, its default
+transforms, Adam lr 0.05 for both. Reported with each: the mean activation reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import platform
+import time
+
+import torch
+from torch import nn
+
+from mmneurons.models import load_model
+from mmneurons.plugins.lucent_vis import ChannelVisualizer
+from mmneurons.units import Unit
+
+
+class Normalized(nn.Module):
+    """What Lucent needs: pixels in, and our model's own normalization inside."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.visual = model.visual
+        self.register_buffer("mean", torch.tensor(model.mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(model.std).view(1, 3, 1, 1))
+
+    def forward(self, x):
+        return self.visual((x - self.mean) / self.std)
+
+
+def lucent_units(model, units, steps):
+    from lucent.optvis import objectives, param, render
+
+    net = Normalized(copy.deepcopy(model)).eval()
+    reached = []
+    start = time.perf_counter()
+    for unit in units:
+        layer = "visual_" + unit.layer.replace(".", "_")
+        images = render.render_vis(
+            net, objectives.channel(layer, unit.channel), lambda: param.image(model.image_size),
+            optimizer=lambda p: torch.optim.Adam(p, lr=0.05), thresholds=(steps,), preprocess=False,
+            progress=False, show_image=False, fixed_image_size=model.image_size)
+        x = torch.from_numpy(images[-1]).permute(0, 3, 1, 2).float()
+        from mmneurons.activations import capture_layers
+
+        with torch.no_grad():
+            reached.append(float(unit.read(capture_layers(model, x, [unit.layer])[unit.layer])[0]))
+    return time.perf_counter() - start, sum(reached) / len(reached)
+
+
+def ours(model, units, steps, precision, batch_size):
+    start = time.perf_counter()
+    results = ChannelVisualizer().visualize(model, units, {"steps": steps, "lr": 0.05, "batch_size": batch_size,
+                                                           "precision": precision, "thresholds": str(steps)})
+    return time.perf_counter() - start, sum(r.activation for r in results) / len(results)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="demo,rn50x4")
+    parser.add_argument("--units", type=int, default=16)
+    parser.add_argument("--steps-rn50x4", type=int, default=16)
+    parser.add_argument("--steps-demo", type=int, default=64)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
+          f"{platform.machine()}, device {args.device}")
+    print("| model | input | units | steps | method | seconds | units / minute | speed-up vs Lucent | mean activation reached |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name in args.models.split(","):
+        if name == "rn50x4":
+            model, layer, steps = load_model("openclip:RN50x4@random", device=args.device), "layer4.5", args.steps_rn50x4
+        else:
+            model, layer, steps = load_model("demo:shapes", device=args.device), "layer4.0", args.steps_demo
+        units = [Unit(layer, c) for c in range(0, 16 * args.units, 16)[: args.units]]
+        rows = [("Lucent render_vis, one unit at a time", *lucent_units(model, units, steps))]
+        for precision, batch in (("auto", 0), ("fp32", 4), ("bf16", 16)):
+            auto = f"batch {16 if model.image_size <= 128 else 4}, {'bf16' if model.image_size >= 160 else 'fp32'}"
+            label = f"mmneurons channel, {'defaults (' + auto + ')' if precision == 'auto' else f'batch {batch}, {precision}'}"
+            rows.append((label, *ours(model, units, steps, precision, batch)))
+        base = rows[0][1]
+        for method, seconds, act in rows:
+            print(f"| {model.model_id} | {model.image_size}px | {len(units)} | {steps} | {method} | {seconds:.1f} | "
+                  f"{60 * len(units) / seconds:.1f} | {base / seconds:.2f}x | {act:.3f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,445 @@
+"""Feature visualization on Lucent's building blocks, made right for CLIP.
+
+Lucent's ``render_vis`` is unfit for CLIP as it is (ImageNet normalization, hooks on every module
+that are never removed, ``cuda:0``, the whole network every step). This module keeps Lucent's
+objectives (composable values, evaluated on our hook store) and its FFT spectrum scaling and color
+decorrelation constants, and runs its own loop:
+
+- the model's own normalization and input size; the forward pass stops after the deepest layer
+  the objective reads, and every hook is removed afterwards;
+- many targets in one optimization (one image per target); each image has its own random
+  stream seeded by (seed, target), and Adam is per element, so a target's image does not depend
+  on what it is batched with;
+- transformation robustness as in the paper's reference code (pad, jitter, scale 0.67-1.03,
+  rotation +-20 degrees, jitter), drawn per image from a seeded generator, on the model's device;
+- ReLU gradient redirection for the first steps (Lucid's ``relu_gradient_override``), so a unit
+  that is inactive on the starting image still gets a gradient; units that never activate are
+  reported in the result's warnings;
+- optional alpha channel composited over random backgrounds, with a penalty on mean alpha;
+- bf16 autocast and channels_last as an option (``precision``).
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from contextlib import contextmanager, nullcontext
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lucent.optvis import objectives
+from lucent.optvis.param.color import color_correlation_normalized
+from lucent.optvis.param.spatial import rfft2d_freqs
+from PIL import Image
+
+from mmneurons.activations import capture_layers, layer_gradient
+from mmneurons.hookspecs import hookimpl
+from mmneurons.images import to_pil
+from mmneurons.kinds import Progress, Visualizer, no_progress
+from mmneurons.models import ClipModel
+from mmneurons.params import Param, ParamError, resolve_params
+from mmneurons.results import FeatureVis
+from mmneurons.units import Direction, Unit
+
+COMMON_PARAMS = (
+    Param("steps", "int", 512, min=1, max=100_000, help="optimization steps"),
+    Param("lr", "float", 0.02, min=1e-6, max=10.0, help="Adam learning rate (paper: 0.02)"),
+    Param("seed", "int", 0, min=0, help="random seed; the same seed gives the same image"),
+    Param("batch_size", "int", 0, min=0, max=1024,
+          help="images optimized together (0: auto: 32 on GPU; on CPU 16 up to 128 px, else 4)"),
+    Param("thresholds", "str", "64,256,1024", help="steps at which to keep snapshots (comma-separated)"),
+    Param("transforms", "str", "clip", choices=("clip", "none"),
+          help="transformation robustness: the paper's (pad, jitter, scale, rotate) or none"),
+    Param("alpha", "bool", False, help="optimize an alpha channel over random backgrounds (transparency)"),
+    Param("alpha_penalty", "float", 0.5, min=0.0, help="weight of the mean-alpha penalty"),
+    Param("image_penalty", "float", 0.0, min=0.0, help="weight of mean((x - 0.5)^2) (paper: 10)"),
+    Param("precision", "str", "auto", choices=("auto", "fp32", "bf16"),
+          help="bf16 uses autocast and channels_last; auto: bf16 on GPU and on CPU for inputs of 160 px and up"),
+    Param("redirect_steps", "int", 16, min=0,
+          help="first steps with ReLU gradient redirection, used when a target is inactive on the starting image"),
+)
+
+
+# -- parameterization: Lucent's FFT scaling and color decorrelation, on the model's device ----------
+class FFTImage:
+    """A batch of images as scaled Fourier spectra, decorrelated colors and a sigmoid (Lucid's param)."""
+
+    def __init__(self, n: int, size: int, channels: int, seeds: Sequence[int], device: torch.device,
+                 decorrelate: bool = True, sd: float = 0.01) -> None:
+        freqs = rfft2d_freqs(size, size)
+        self.size, self.channels, self.decorrelate = size, channels, decorrelate
+        scale = 1.0 / np.maximum(freqs, 1.0 / size)
+        self.scale = torch.tensor(scale, dtype=torch.float32, device=device)[None, None, ..., None]
+        spectra = [torch.randn((channels,) + freqs.shape + (2,), generator=torch.Generator().manual_seed(s)) * sd
+                   for s in seeds]
+        self.spectrum = torch.stack(spectra).to(device).requires_grad_(True)
+        self.color = torch.tensor(color_correlation_normalized.T, device=device)
+
+    def __call__(self) -> torch.Tensor:
+        spectrum = torch.view_as_complex(self.scale * self.spectrum)
+        image = torch.fft.irfftn(spectrum, s=(self.size, self.size), norm="ortho")[:, :, :self.size, :self.size] / 4.0
+        if self.decorrelate and self.channels == 3:
+            image = (image.permute(0, 2, 3, 1) @ self.color).permute(0, 3, 1, 2)
+        return torch.sigmoid(image)
+
+
+def target_seed(seed: int, key: str) -> int:
+    return (seed * 1_000_003 + zlib.crc32(key.encode())) % (2**63)
+
+
+# -- transformation robustness, one affine warp per image ----------------------------------------
+def robust_transform(x: torch.Tensor, gens: Sequence[torch.Generator], kind: str) -> torch.Tensor:
+    """The paper's pad 2 / jitter 4 / scale 0.67-1.03 / rotate +-20 / jitter 2, as one warp per image
+    with gray (0.5) fill. Pixel amounts are for 224 px and scale with the image."""
+    if kind == "none":
+        return x
+    b, _, h, w = x.shape
+    px = 2.0 / w  # one pixel in normalized coordinates
+    unit = max(1.0, w / 224)
+    thetas = []
+    for g in gens:
+        r = torch.rand(6, generator=g)
+        scale = 0.67 + 0.36 * float(r[0])
+        angle = math.radians(-20 + 40 * float(r[1]))
+        tx = ((float(r[2]) - 0.5) * 4 + (float(r[3]) - 0.5) * 2) * unit * px
+        ty = ((float(r[4]) - 0.5) * 4 + (float(r[5]) - 0.5) * 2) * unit * px
+        pad = 1 + 4 * unit / w  # pad 2 on each side, then crop back to size
+        cos, sin = math.cos(angle) / scale * pad, math.sin(angle) / scale * pad
+        thetas.append([[cos, -sin, tx], [sin, cos, ty]])
+    theta = torch.tensor(thetas, dtype=x.dtype, device=x.device)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x - 0.5, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + 0.5
+
+
+# -- ReLU gradient redirection -------------------------------------------------------------------
+class _RedirectedReLU(torch.autograd.Function):
+    """ReLU whose gradient, for an example where nothing gets through, passes wherever it would
+    raise the input (Lucid's redirected_relu_grad)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        relu_grad = grad * (x > 0)
+        redirected = torch.where((x < 0) & (grad > 0), torch.zeros_like(grad), grad)
+        passes = relu_grad.flatten(1).norm(dim=1) > 0
+        return torch.where(passes.view(-1, *[1] * (grad.ndim - 1)), relu_grad, redirected)
+
+
+@contextmanager
+def redirected_relus(model: ClipModel, enabled: bool) -> Iterator[None]:
+    """Swap every ``nn.ReLU`` of the visual tower for the redirected one; always restored."""
+    if not enabled:
+        yield
+        return
+    relus = [m for m in model.visual.modules() if isinstance(m, torch.nn.ReLU)]
+    try:
+        for m in relus:
+            m.forward = _RedirectedReLU.apply
+        yield
+    finally:
+        for m in relus:
+            del m.forward  # back to the class's forward
+
+
+def resolve_precision(model: ClipModel, precision: str) -> str:
+    if precision != "auto":
+        return precision
+    return "bf16" if model.device.type == "cuda" or model.image_size >= 160 else "fp32"
+
+
+@contextmanager
+def precision_context(model: ClipModel, precision: str) -> Iterator[None]:
+    precision = resolve_precision(model, precision)
+    if precision == "fp32":
+        yield
+        return
+    model.visual.to(memory_format=torch.channels_last)
+    try:
+        with torch.autocast(model.device.type, dtype=torch.bfloat16):
+            yield
+    finally:
+        model.visual.to(memory_format=torch.contiguous_format)
+
+
+# -- the optimization ----------------------------------------------------------------------------
+class Job:
+    """One image to render: a label, how to read its value, its Lucent objective, its seed key."""
+
+    def __init__(self, label: str, layer: str, read: Callable[[torch.Tensor], torch.Tensor],
+                 objective: Callable[[int], Any], key: str, minimize: bool = False) -> None:
+        self.label, self.layer, self.read, self.objective, self.key, self.minimize = (
+            label, layer, read, objective, key, minimize)
+
+
+def _thresholds(text: str, steps: int) -> list[int]:
+    try:
+        values = sorted({int(t) for t in str(text).split(",") if t.strip()})
+    except ValueError:
+        raise ParamError(f"parameter 'thresholds' got {text!r}; allowed: comma-separated step numbers") from None
+    return [t for t in values if 0 < t < steps] + [steps]
+
+
+def _to_pil(x: torch.Tensor, alpha: torch.Tensor | None = None) -> Image.Image:
+    image = to_pil(x)
+    if alpha is not None:
+        image.putalpha(to_pil(alpha.expand(3, -1, -1)).convert("L"))
+    return image
+
+
+def render(model: ClipModel, jobs: Sequence[Job], values: dict, extra_objective: Callable | None = None,
+           progress: Progress = no_progress, done: int = 0, total: int | None = None, method: str = "") -> list[FeatureVis]:
+    """Optimize one image per job in a single batch."""
+    steps, size, device = values["steps"], model.image_size, model.device
+    layers = sorted({job.layer for job in jobs})
+    seeds = [target_seed(values["seed"], job.key) for job in jobs]
+    rgb = FFTImage(len(jobs), size, 3, seeds, device)
+    alpha = FFTImage(len(jobs), size, 1, [s + 1 for s in seeds], device, decorrelate=False) if values["alpha"] else None
+    params = [rgb.spectrum] + ([alpha.spectrum] if alpha else [])
+    opt = torch.optim.Adam(params, lr=values["lr"])
+    gens = [torch.Generator().manual_seed(s + 2) for s in seeds]
+    objective = sum((job.objective(i) for i, job in enumerate(jobs)), start=objectives.Objective(lambda T: 0))
+    if extra_objective is not None:
+        objective = objective + extra_objective
+    thresholds = _thresholds(values["thresholds"], steps)
+    snapshots: list[list[Image.Image]] = [[] for _ in jobs]
+    losses = []
+    total = total or len(jobs) * steps
+    redirect = False  # decided after the first step: only needed when a target starts inactive
+    with model.lock, precision_context(model, values["precision"]):
+        for step in range(1, steps + 1):
+            with redirected_relus(model, redirect and step <= values["redirect_steps"]):
+                x = rgb()
+                if alpha is not None:
+                    a = alpha()
+                    background = torch.rand(len(jobs), 3, 1, 1, generator=gens[0]).to(device)
+                    x = x * a + background * (1 - a)
+                acts = capture_layers(model, robust_transform(x, gens, values["transforms"]), layers)
+                if step == 1 and model.kind == "resnet" and values["redirect_steps"] > 1:
+                    with torch.no_grad():
+                        redirect = any(not job.minimize and float(job.read(acts[job.layer][i:i + 1].float())[0]) <= 0
+                                       for i, job in enumerate(jobs))
+                loss = objective(lambda name: acts[name].float())
+                if values["image_penalty"]:
+                    loss = loss + values["image_penalty"] * ((rgb() - 0.5) ** 2).mean()
+                if alpha is not None:
+                    loss = loss + values["alpha_penalty"] * a.mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            losses.append(float(loss.detach()))
+            if step in thresholds:
+                with torch.no_grad():
+                    final_rgb, final_a = rgb(), (alpha() if alpha else None)
+                for i in range(len(jobs)):
+                    snapshots[i].append(_to_pil(final_rgb[i], final_a[i] if final_a is not None else None))
+            progress(done + step * len(jobs), total, f"{method}: step {step}/{steps}")
+    with torch.no_grad():
+        final = rgb()
+        gray = torch.full_like(final, 0.5)
+        noise = torch.rand(final.shape, generator=torch.Generator().manual_seed(values["seed"])).to(device)
+        reached, on_gray, on_noise = (_read(model, jobs, batch) for batch in (final, gray, noise))
+    results = []
+    for i, job in enumerate(jobs):
+        warnings = []
+        if not job.minimize and reached[i] <= max(on_gray[i], on_noise[i]):
+            warnings.append(f"{job.label} never rose above its value on gray/noise images: the unit may be dead "
+                            f"for this model (redirected ReLU gradients were used for {values['redirect_steps']} steps)")
+        results.append(FeatureVis(
+            model_id=model.model_id, method=method, target=job.label, image=snapshots[i][-1], snapshots=snapshots[i],
+            thresholds=thresholds, activation=reached[i], activation_gray=on_gray[i], activation_noise=on_noise[i],
+            loss_curve=np.array(losses, dtype=np.float32), params=dict(values), warnings=warnings))
+    return results
+
+
+def _read(model: ClipModel, jobs: Sequence[Job], pixels: torch.Tensor) -> list[float]:
+    acts = capture_layers(model, pixels, sorted({job.layer for job in jobs}))
+    return [float(job.read(acts[job.layer][i:i + 1])[0]) for i, job in enumerate(jobs)]
+
+
+# -- the visualizers -----------------------------------------------------------------------------
+class LucentVisualizer(Visualizer):
+    """Shared work: validate, split targets into batches, render each batch."""
+
+    extra_params: Sequence[Param] = ()
+
+    @property
+    def params(self) -> Sequence[Param]:  # type: ignore[override]
+        return tuple(self.extra_params) + COMMON_PARAMS
+
+    def jobs(self, model: ClipModel, targets: Sequence[Any], values: dict) -> list[Job]:
+        raise TypeError(f"{type(self).__name__} must define jobs()")
+
+    def group_objective(self, jobs: Sequence[Job], values: dict) -> Callable | None:
+        return None
+
+    def visualize(self, model: ClipModel, units: Sequence[Any], params: dict | None = None,
+                  progress: Progress = no_progress) -> list[FeatureVis]:
+        values = resolve_params(self.params, params or {}, owner=f"visualizer '{self.name}'")
+        if isinstance(units, (str, Unit, Direction)):
+            units = [units]
+        if not units:
+            raise ValueError(f"visualizer '{self.name}': nothing to visualize")
+        jobs = self.jobs(model, list(units), values)
+        size = self.batch_size(values, model)
+        results: list[FeatureVis] = []
+        for start in range(0, len(jobs), size):
+            batch = jobs[start:start + size]
+            results += render(model, batch, values, self.group_objective(batch, values), progress,
+                              done=start * values["steps"], total=len(jobs) * values["steps"], method=self.name)
+        return results
+
+    def batch_size(self, values: dict, model: ClipModel | None = None) -> int:
+        if values["batch_size"]:
+            return values["batch_size"]
+        if model is not None and model.device.type == "cuda":
+            return 32
+        # measured on 2 CPU cores (docs/benchmarks.md): small inputs gain from big batches, while at
+        # 288 px a batch of 16 no longer fits the caches and is slower per image than a batch of 4
+        return 16 if model is None or model.image_size <= 128 else 4
+
+
+def _units(model: ClipModel, items: Sequence[Any]) -> list[Unit]:
+    return [Unit.parse(item).validate(model) for item in items]
+
+
+class ChannelVisualizer(LucentVisualizer):
+    name = "channel"
+    description = "Maximize a channel's spatially averaged activation (Lucent's channel objective)."
+
+    def jobs(self, model, targets, values):
+        jobs = []
+        for unit in _units(model, targets):
+            plain = Unit(unit.layer, unit.channel)
+            jobs.append(Job(str(plain), unit.layer, plain.read,
+                            lambda i, u=plain: objectives.channel(u.layer, u.channel, batch=i), str(plain)))
+        return jobs
+
+
+class NeuronVisualizer(LucentVisualizer):
+    name = "neuron"
+    description = "Maximize one position of a channel (default: the center), Lucent's neuron objective."
+
+    def jobs(self, model, targets, values):
+        jobs = []
+        for unit in _units(model, targets):
+            if unit.position is None:
+                _, h, w = model.layer_info(unit.layer).shape
+                unit = Unit(unit.layer, unit.channel, (h // 2, w // 2))
+            y, x = unit.position
+            jobs.append(Job(str(unit), unit.layer, unit.read,
+                            lambda i, u=unit, x=x, y=y: objectives.neuron(u.layer, u.channel, x=x, y=y, batch=i),
+                            str(unit)))
+        return jobs
+
+
+class NegativeVisualizer(LucentVisualizer):
+    name = "negative"
+    description = "Minimize a channel's activation: what the unit responds to least."
+
+    def jobs(self, model, targets, values):
+        jobs = []
+        for unit in _units(model, targets):
+            plain = Unit(unit.layer, unit.channel)
+            jobs.append(Job(f"-{plain}", unit.layer, plain.read,
+                            lambda i, u=plain: -1 * objectives.channel(u.layer, u.channel, batch=i),
+                            f"negative:{plain}", minimize=True))
+        return jobs
+
+
+class DirectionVisualizer(LucentVisualizer):
+    name = "direction"
+    description = "Maximize the projection on a direction in a layer's channel space (Lucent's channel_weight)."
+
+    def jobs(self, model, targets, values):
+        jobs = []
+        for direction in targets:
+            if not isinstance(direction, Direction):
+                raise ValueError(f"visualizer 'direction' takes Direction objects, got {direction!r}")
+            direction.validate(model)
+            weight = torch.as_tensor(direction.vector, device=model.device)
+            jobs.append(Job(str(direction), direction.layer, direction.read,
+                            lambda i, d=direction, w=weight: objectives.channel_weight(d.layer, w, batch=i),
+                            f"direction:{direction}:{zlib.crc32(direction.vector.tobytes())}"))
+        return jobs
+
+
+def text_direction(model: ClipModel, prompt: str, layer: str) -> Direction:
+    """The direction in ``layer``'s channel space along which ``prompt``'s image-text logit grows,
+    measured at a gray image (the paper's zero-shot neuron search)."""
+    from mmneurons.captum import SimilarityForward
+
+    score = SimilarityForward(model, prompt)
+    gray = torch.full((1, 3, model.image_size, model.image_size), 0.5, device=model.device)
+    grad = layer_gradient(model, gray, layer, lambda emb: score.scale * F.normalize(emb, dim=-1) @ score.text)
+    vector = grad.mean(dim=(2, 3))[0]
+    norm = float(vector.norm())
+    if norm == 0:
+        raise ValueError(f"the logit of {prompt!r} does not depend on layer '{layer}' at a gray image")
+    return Direction(layer, (vector / norm).cpu().numpy(), label=f"text:{prompt}@{layer}")
+
+
+def last_spatial_layer(model: ClipModel) -> str:
+    blocks = [info.name for info in model.layers() if info.shape[1] > 1 or info.shape[2] > 1]
+    return blocks[-2] if model.kind == "vit" and len(blocks) > 2 else blocks[-1]
+
+
+class TextDirectionVisualizer(DirectionVisualizer):
+    name = "text_direction"
+    description = "Maximize the direction in which a text prompt's image-text logit grows at a layer."
+    extra_params = (Param("layer", "str", "auto", help="layer of the direction ('auto': the last block)"),)
+
+    def jobs(self, model, targets, values):
+        layer = last_spatial_layer(model) if values["layer"] == "auto" else values["layer"]
+        model.module(layer)
+        prompts = [str(t) for t in targets]
+        if any(not p.strip() for p in prompts):
+            raise ValueError("visualizer 'text_direction': a prompt is empty")
+        return super().jobs(model, [text_direction(model, p, layer) for p in prompts], values)
+
+
+class DiversityVisualizer(LucentVisualizer):
+    name = "diversity"
+    description = "k different images for each unit: channel objective minus Lucent's diversity term."
+    extra_params = (Param("k", "int", 4, min=2, max=64, help="images per unit"),
+                    Param("weight", "float", 1.0, min=0.0,
+                          help="weight of the diversity term (Lucid used 1e2 on InceptionV1; at CLIP activation "
+                               "scales about 1 keeps activations while making the images differ)"))
+
+    def jobs(self, model, targets, values):
+        jobs = []
+        for unit in _units(model, targets):
+            plain = Unit(unit.layer, unit.channel)
+            for j in range(values["k"]):
+                jobs.append(Job(f"{plain}#{j}", unit.layer, plain.read,
+                                lambda i, u=plain: objectives.channel(u.layer, u.channel, batch=i), f"{plain}#{j}"))
+        return jobs
+
+    def batch_size(self, values, model=None):
+        k = values["k"]
+        return max(k, super().batch_size(values, model) // k * k)  # a unit's k images stay in one batch
+
+    def group_objective(self, jobs, values):
+        k, weight = values["k"], values["weight"]
+        terms = []
+        for start in range(0, len(jobs), k):
+            layer = jobs[start].layer
+            term = objectives.diversity(layer)
+            terms.append(objectives.Objective(
+                lambda T, s=start, term=term: term(lambda name: T(name)[s:s + k])))
+        return -weight * sum(terms[1:], start=terms[0])
+
+
+VISUALIZERS = (ChannelVisualizer, NeuronVisualizer, NegativeVisualizer, DirectionVisualizer,
+               TextDirectionVisualizer, DiversityVisualizer)
+
+
+@hookimpl
+def mmneurons_visualizers():
+    return [cls() for cls in VISUALIZERS]
