@@ -237,6 +237,53 @@ def visualize(model, targets, method, pairs, out, device) -> None:
                 click.echo(f"warning: {warning}", err=True)
 
 
+@main.command()
+@click.argument("name")
+@click.argument("model")
+@click.argument("target")
+@click.option("--images", type=click.Path(), default=None, help="Folder of images (subfolders: categories).")
+@click.option("--words", type=click.Path(), default=None, help="Text file of words to render as images.")
+@click.option("--source", "source_name", default=None, help="Any registered image source, e.g. demo_shapes.")
+@click.option("-s", "--source-param", "source_pairs", multiple=True, help="Image source parameter NAME=VALUE.")
+@click.option("-p", "--param", "pairs", multiple=True, help="Probe parameter NAME=VALUE, e.g. -p k=16.")
+@click.option("--out", type=click.Path(), required=True, help="Folder to save the result in.")
+@device_option
+def probe(name, model, target, images, words, source_name, source_pairs, pairs, out, device) -> None:
+    """Run probe NAME on MODEL for TARGET (a unit like layer4.0:17, a layer, or a prompt)."""
+    import json as _json
+
+    from .images import FolderSource, WordSource
+    from .params import resolve_params
+
+    if sum(x is not None for x in (images, words, source_name)) > 1:
+        raise click.UsageError("give at most one of --images, --words or --source")
+    with user_errors():
+        registry = get_registry()
+        plugin = registry.get("mmneurons_probes", name)
+        source = None
+        if images:
+            source = FolderSource(images)
+        elif words:
+            source = WordSource.from_file(words)
+        elif source_name:
+            factory = registry.get("mmneurons_image_sources", source_name)
+            source = factory.create(**resolve_params(factory.params, parse_pairs(source_pairs),
+                                                     owner=f"image source '{source_name}'"))
+        clip = _load(model, device)
+        with tqdm_progress(name) as progress:
+            result = plugin.run(clip, target, source, parse_pairs(pairs), progress)
+        path = result.save(out)
+    summary = getattr(result, "summary", None)
+    click.echo(_json.dumps(summary, indent=1, default=str) if summary else f"{name}: done")
+    for table, rows in (getattr(result, "tables", None) or {}).items():
+        click.echo(f"{table}:")
+        for row in rows[:10]:
+            click.echo("  " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(f"-> {path}")
+
+
 def parse_pairs(pairs: Sequence[str]) -> dict[str, str]:
     """``("steps=64", "baseline=gray")`` -> ``{"steps": "64", "baseline": "gray"}`` (validated later by Params)."""
     out = {}

@@ -231,3 +231,26 @@ class FeatureVis(Result):
     activation_noise: float = 0.0
     loss_curve: np.ndarray | None = None
     params: dict = field(default_factory=dict)
+
+
+@dataclass
+class ProbeResult(Result):
+    """What a probe found: named tables (lists of row dicts), arrays, images with captions and a
+    summary. One shape for every probe, so the CLI and the app can show any of them."""
+
+    kind = "probe"
+
+    probe: str = ""
+    model_id: str = ""
+    target: str = ""
+    summary: dict = field(default_factory=dict)
+    tables: dict = field(default_factory=dict)
+    arrays: dict = field(default_factory=dict)
+    images: list = field(default_factory=list)
+    captions: list[str] = field(default_factory=list)
+    params: dict = field(default_factory=dict)
+
+    def table(self, name: str) -> list[dict]:
+        if name not in self.tables:
+            raise KeyError(f"{self.probe} result has no table {name!r}; tables: {', '.join(self.tables)}")
+        return self.tables[name]

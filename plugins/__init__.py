@@ -10,4 +10,6 @@ DEFAULT_PLUGINS = {
     "image_sources": "mmneurons.plugins.image_sources",
     "demo": "mmneurons.plugins.demo.plugin",
     "captum_attr": "mmneurons.plugins.captum_attr",
+    "lucent_vis": "mmneurons.plugins.lucent_vis",
+    "probes": "mmneurons.plugins.probes",
 }

@@ -105,3 +105,20 @@ def test_attribute_errors(run, tmp_path, tiny_checkpoint, args, message):
     Image.new("RGB", (64, 64)).save(img)
     out = run("attribute", f"openclip:{tiny_checkpoint}", img, *args, "--out", tmp_path / "o")
     assert out.exit_code in (1, 2) and message in out.output, out.output
+
+
+def test_probe_command(run, tmp_path):
+    out = run("probe", "neuron_search", "demo:shapes", "a star", "-p", "top=3", "--out", tmp_path / "ns")
+    assert out.exit_code == 0, out.output
+    assert '"layer": "layer4.0"' in out.output and "units:" in out.output and "unit=layer4.0:" in out.output
+    out = run("probe", "modality", "demo:shapes", "layer4.0", "--source", "demo_shapes", "-s", "per_cell=4",
+              "--out", tmp_path / "mod")
+    assert out.exit_code == 0, out.output and "multimodal_units" in out.output
+    from mmneurons.results import ProbeResult
+
+    assert ProbeResult.load(tmp_path / "mod").summary["modalities"] == ["drawing", "photo", "text"]
+    bad = run("probe", "modality", "demo:shapes", "layer4.0", "--source", "demo_shapes", "-s", "forms=nope",
+              "--out", tmp_path / "x")
+    assert bad.exit_code == 1 and "parameter 'forms' got 'nope'" in bad.output
+    bad = run("probe", "nope", "demo:shapes", "layer4.0", "--out", tmp_path / "x")
+    assert bad.exit_code == 1 and "no probe named 'nope'" in bad.output

@@ -19,6 +19,7 @@ from mmneurons.activations import capture_layers, reduce_spatial
 from mmneurons.images import iterate_batches
 from mmneurons.kinds import Progress, no_progress
 from mmneurons.models import ClipModel
+from mmneurons.plugins.probes.modality import multimodality
 
 from .captions import TEMPLATES
 from .data import CONCEPTS, FORMS, ShapesSource, attack_specs, probe_specs
@@ -52,13 +53,9 @@ def concept_form_table(acts: np.ndarray, concepts: np.ndarray, forms: np.ndarray
 
 
 def multimodal_mask(table: np.ndarray, z_min: float = Z_MIN) -> tuple[np.ndarray, np.ndarray]:
-    """(multimodal bool ``[C]``, top concept ``[C]``) from a ``[F, K, C]`` table."""
-    std = table.std(axis=1, keepdims=True)
-    z = (table - table.mean(axis=1, keepdims=True)) / np.where(std > 1e-12, std, np.inf)
-    top = table.argmax(axis=1)  # [F, C]
-    same = (top == top[0]).all(axis=0)
-    z_top = np.take_along_axis(z, top[:, None, :], axis=1)[:, 0, :]  # [F, C]
-    return same & (z_top >= z_min).all(axis=0), top[0]
+    """(multimodal bool ``[C]``, top concept ``[C]``) from a ``[F, K, C]`` table (the modality probe's score)."""
+    mask, top, _ = multimodality(table, z_min)
+    return mask, top
 
 
 def permutation_null(acts, concepts, forms, n: int, seed: int, z_min: float = Z_MIN) -> list[int]:

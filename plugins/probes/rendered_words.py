@@ -1,0 +1,80 @@
+"""``rendered_words``: the paper's English words rastered as images, ranked per unit. With
+``centered`` the values are shown relative to the mean over all words (the paper subtracted the
+mean over its 10,000 words); ranks do not change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmneurons.activations import capture_layers, reduce_spatial
+from mmneurons.images import ImageLoadError, WordSource, iterate_batches
+from mmneurons.kinds import Probe, Progress, no_progress
+from mmneurons.models import ClipModel
+from mmneurons.params import Param, resolve_params
+from mmneurons.results import ProbeResult
+from mmneurons.units import Unit
+
+
+def default_words(n: int) -> list[str]:
+    """The ``n`` most frequent English words (``wordfreq``), or a clear error saying what to do."""
+    try:
+        from wordfreq import top_n_list
+    except ImportError:
+        raise ImageLoadError("rendered_words needs a word list: pass --words FILE, or install the optional "
+                             "'wordfreq' package (pip install 'mmneurons[words]') for the default English list") from None
+    return [w for w in top_n_list("en", n * 2) if w.isalpha()][:n]
+
+
+def word_activations(model: ClipModel, source: WordSource, layer: str, batch_size: int,
+                     progress: Progress) -> np.ndarray:
+    """``[W, C]`` spatial-mean activations of every channel of ``layer`` for every rendered word."""
+    rows = []
+    with torch.inference_mode(), model.lock:
+        for batch in iterate_batches(source, model.image_size, batch_size=batch_size):
+            rows.append(reduce_spatial(capture_layers(model, batch.pixels, [layer])[layer], "mean").float().cpu())
+            progress(int(batch.indices[-1]) + 1, len(source), f"rendered words: {layer}")
+    return torch.cat(rows).numpy()
+
+
+class RenderedWordsProbe(Probe):
+    name = "rendered_words"
+    description = "Words rendered as images, ranked by how much they activate a unit (or each unit of a layer)."
+    target_kind = "unit"
+    params = (Param("top", "int", 20, min=1, help="words to list per unit"),
+              Param("centered", "bool", True, help="report values minus the mean over all words"),
+              Param("n_words", "int", 10_000, min=1, help="size of the default word list (wordfreq)"),
+              Param("size", "int", 0, min=0, help="rendering size in pixels (0: the model's input size)"),
+              Param("batch_size", "int", 64, min=1, help="words per forward pass"))
+
+    def run(self, model: ClipModel, target: Any, source: Any = None, params: dict | None = None,
+            progress: Progress = no_progress) -> ProbeResult:
+        values = resolve_params(self.params, params or {}, owner=f"probe '{self.name}'")
+        text = str(target)
+        unit = Unit.parse(text).validate(model) if ":" in text else None
+        layer = unit.layer if unit else text
+        model.layer_info(layer)
+        if source is None:
+            source = WordSource(default_words(values["n_words"]), size=values["size"] or model.image_size)
+        if not isinstance(source, WordSource):
+            raise TypeError("rendered_words takes a WordSource (a word list), not an image folder")
+        acts = word_activations(model, source, layer, values["batch_size"], progress)
+        shown = acts - acts.mean(axis=0, keepdims=True) if values["centered"] else acts
+        words = source.words
+        top = min(values["top"], len(words))
+        warnings = [f"top={values['top']} is more than the {len(words)} words"] if values["top"] > len(words) else []
+        if unit is not None:
+            order = np.argsort(-acts[:, unit.channel])[:top]
+            table = [{"rank": r + 1, "word": words[i], "activation": float(shown[i, unit.channel])}
+                     for r, i in enumerate(order)]
+            return ProbeResult(probe=self.name, model_id=model.model_id, target=text, tables={"words": table},
+                               summary={"unit": str(unit), "best": table[0]["word"], "words": len(words)},
+                               arrays={"activations": acts[:, unit.channel]}, warnings=warnings, params=values)
+        order = np.argsort(-acts, axis=0)[:top].T  # [C, top]
+        table = [{"unit": f"{layer}:{c}", "words": ", ".join(words[i] for i in order[c][:5]),
+                  "best": words[order[c][0]]} for c in range(acts.shape[1])]
+        return ProbeResult(probe=self.name, model_id=model.model_id, target=text, tables={"units": table},
+                           summary={"layer": layer, "words": len(words)}, arrays={"top_indices": order},
+                           warnings=warnings, params=values)

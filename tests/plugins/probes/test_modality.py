@@ -1,0 +1,59 @@
+"""The modality probe: the score against a hand-made table, the demo model, bad concept sets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mmneurons.images import FolderSource, ImageLoadError
+from mmneurons.plugins.probes.modality import concept_modality_table, multimodality
+
+
+def test_score_on_a_hand_made_table():
+    rng = np.random.default_rng(0)
+    table = rng.normal(0, 0.1, (3, 5, 3))
+    table[:, 2, 0] = 4.0                 # unit 0: concept 2 in every modality
+    table[:2, 2, 1] = 4.0                # unit 1: concept 2 in two modalities, concept 4 in the third
+    table[2, 4, 1] = 4.0
+    mask, top, score = multimodality(table)
+    assert mask.tolist() == [True, False, False] and top[0] == 2
+    z = (4.0 - table[:, :, 0].mean(axis=1)) / table[:, :, 0].std(axis=1)
+    assert np.isclose(score[0], z.min()) and score[1] == -np.inf
+
+
+def test_table_means_per_cell():
+    acts = np.arange(12, dtype=float).reshape(6, 2)
+    table, concepts, mods = concept_modality_table(acts, ["a", "a", "b", "b", "a", "b"],
+                                                   ["photo", "photo", "photo", "photo", "text", "text"])
+    assert concepts == ["a", "b"] and mods == ["photo", "text"]
+    assert np.allclose(table[0, 0], acts[:2].mean(axis=0)) and np.allclose(table[1, 1], acts[5])
+
+
+def test_demo_model_has_multimodal_units(registry):
+    from mmneurons.models import load_model
+
+    demo = load_model("demo:shapes")
+    source = registry.get("mmneurons_image_sources", "demo_shapes").create(per_cell=12, seed=99)
+    probe = registry.get("mmneurons_probes", "modality")
+    result = probe.run(demo, "layer4.0", source, {"top": 40})
+    assert result.summary["multimodal_units"] >= 15 and result.summary["modalities"] == ["drawing", "photo", "text"]
+    best = result.table("ranking")[0]
+    assert best["multimodal"] and best["score"] >= 1.5
+    unit = probe.run(demo, best["unit"], source, {}).summary
+    assert unit["top_concept"] == best["concept"] and unit["multimodal"]
+
+
+def test_missing_modality_and_unlabeled_folders(registry, tmp_path, tiny_resnet):
+    for concept, mods in (("star", ("photo", "text")), ("moon", ("photo",))):
+        for mod in mods:
+            (tmp_path / concept / mod).mkdir(parents=True)
+            Image.new("RGB", (8, 8), (len(concept) * 20, 0, 0)).save(tmp_path / concept / mod / "a.png")
+    probe = registry.get("mmneurons_probes", "modality")
+    with pytest.raises(ImageLoadError, match="no image for moon/text"):
+        probe.run(tiny_resnet, "layer3", FolderSource(tmp_path), {})
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    Image.new("RGB", (8, 8)).save(flat / "x.png")
+    with pytest.raises(ImageLoadError, match="needs a concept and a modality"):
+        probe.run(tiny_resnet, "layer3", FolderSource(flat), {})
