@@ -2,12 +2,16 @@
 
 from mmneurons.hookspecs import hookimpl
 
+from .activation_by_category import ActivationByCategoryProbe
 from .dataset_examples import DatasetExamplesProbe
 from .modality import ModalityProbe
+from .neuron_label import NeuronLabelProbe
 from .neuron_search import NeuronSearchProbe
 from .rendered_words import RenderedWordsProbe
+from .typographic_attack import TypographicAttackProbe
 
-PROBES = (DatasetExamplesProbe, RenderedWordsProbe, ModalityProbe, NeuronSearchProbe)
+PROBES = (DatasetExamplesProbe, RenderedWordsProbe, ModalityProbe, TypographicAttackProbe, NeuronSearchProbe,
+          ActivationByCategoryProbe, NeuronLabelProbe)
 
 
 @hookimpl

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from mmneurons.activations import capture_layers, reduce_spatial
-from mmneurons.images import ImageLoadError, WordSource, iterate_batches
+from mmneurons.images import WordSource, iterate_batches
 from mmneurons.kinds import Probe, Progress, no_progress
 from mmneurons.models import ClipModel
 from mmneurons.params import Param, resolve_params
@@ -19,12 +19,9 @@ from mmneurons.units import Unit
 
 
 def default_words(n: int) -> list[str]:
-    """The ``n`` most frequent English words (``wordfreq``), or a clear error saying what to do."""
-    try:
-        from wordfreq import top_n_list
-    except ImportError:
-        raise ImageLoadError("rendered_words needs a word list: pass --words FILE, or install the optional "
-                             "'wordfreq' package (pip install 'mmneurons[words]') for the default English list") from None
+    """The ``n`` most frequent English words made of letters only (``wordfreq``'s bundled data)."""
+    from wordfreq import top_n_list
+
     return [w for w in top_n_list("en", n * 2) if w.isalpha()][:n]
 
 
@@ -45,7 +42,7 @@ class RenderedWordsProbe(Probe):
     target_kind = "unit"
     params = (Param("top", "int", 20, min=1, help="words to list per unit"),
               Param("centered", "bool", True, help="report values minus the mean over all words"),
-              Param("n_words", "int", 10_000, min=1, help="size of the default word list (wordfreq)"),
+              Param("n_words", "int", 10_000, min=1, max=100_000, help="size of the default word list (wordfreq)"),
               Param("size", "int", 0, min=0, help="rendering size in pixels (0: the model's input size)"),
               Param("batch_size", "int", 64, min=1, help="words per forward pass"))
 

@@ -56,3 +56,13 @@ def test_bad_sources(registry, tiny_resnet, tmp_path):
         WordSource([])
     with pytest.raises(TypeError, match="takes a WordSource"):
         registry.get("mmneurons_probes", "rendered_words").run(tiny_resnet, "layer3:0", FolderSource(tmp_path), {})
+
+
+def test_rendered_words_default_list_is_english_by_frequency(registry, tiny_resnet):
+    from mmneurons.plugins.probes.rendered_words import default_words
+
+    words = default_words(10_000)
+    assert len(words) == 10_000 and words[:3] == ["the", "to", "and"] and all(w.isalpha() for w in words)
+    result = registry.get("mmneurons_probes", "rendered_words").run(tiny_resnet, "layer3:3", None,
+                                                                   {"n_words": 50, "top": 5})
+    assert result.summary["words"] == 50 and set(r["word"] for r in result.table("words")) <= set(words[:50])
