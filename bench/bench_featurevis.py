@@ -1,7 +1,7 @@
 """Units per minute: Lucent's ``render_vis`` one unit at a time against our batched visualizer,
 same model, steps, image size and units (16 channels of the last block).
 
-    uv run python bench/bench_featurevis.py [--models demo,rn50x4] [--units 16] [--steps-rn50x4 16] [--steps-demo 64]
+    uv run python bench/bench_featurevis.py [--models demo,rn50x4] [--units 16] [--steps-rn50x4 16] [--steps-demo 64] [--defaults-only]
 
 Lucent runs on a deep copy of the model (it leaves a hook on every module) with preprocess=False
 and our normalization in front, ``fixed_image_size`` = the model's input size, its default
@@ -71,6 +71,7 @@ def main() -> None:
     parser.add_argument("--steps-rn50x4", type=int, default=16)
     parser.add_argument("--steps-demo", type=int, default=64)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--defaults-only", action="store_true", help="compare Lucent with our defaults only")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
           f"{platform.machine()}, device {args.device}")
@@ -83,7 +84,8 @@ def main() -> None:
             model, layer, steps = load_model("demo:shapes", device=args.device), "layer4.0", args.steps_demo
         units = [Unit(layer, c) for c in range(0, 16 * args.units, 16)[: args.units]]
         rows = [("Lucent render_vis, one unit at a time", *lucent_units(model, units, steps))]
-        for precision, batch in (("auto", 0), ("fp32", 4), ("bf16", 16)):
+        settings = (("auto", 0),) if args.defaults_only else (("auto", 0), ("fp32", 4), ("bf16", 16))
+        for precision, batch in settings:
             auto = f"batch {16 if model.image_size <= 128 else 4}, {'bf16' if model.image_size >= 160 else 'fp32'}"
             label = f"mmneurons channel, {'defaults (' + auto + ')' if precision == 'auto' else f'batch {batch}, {precision}'}"
             rows.append((label, *ours(model, units, steps, precision, batch)))

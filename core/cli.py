@@ -20,13 +20,13 @@ from .images import ImageLoadError
 from .kinds import HOOK_KINDS, Progress
 from .models import LayerError, ModelLoadError, default_model_id, load_model
 from .params import Param, ParamError
-from .registry import PluginError, get_registry
+from .registry import PluginError, UnknownPluginError, get_registry
 from .units import UnitError
 
 # ValueError covers the rest of what users type wrong (an empty label list, a label not among the
 # labels, an image of the wrong size); ours all say what is allowed.
 USER_ERRORS = (ModelLoadError, LayerError, UnitError, ImageLoadError, ParamError, PluginError, FileNotFoundError,
-               ValueError)
+               UnknownPluginError, ValueError)
 
 
 @contextmanager
@@ -36,8 +36,6 @@ def user_errors() -> Iterator[None]:
         yield
     except USER_ERRORS as exc:
         raise click.ClickException(str(exc)) from None
-    except KeyError as exc:  # registry look-ups: "no probe named ..."
-        raise click.ClickException(str(exc.args[0]) if exc.args else repr(exc)) from None
 
 
 @contextmanager
@@ -45,7 +43,7 @@ def tqdm_progress(desc: str) -> Iterator[Progress]:
     """A progress callback drawing a tqdm bar on stderr."""
     from tqdm import tqdm
 
-    bar = tqdm(desc=desc, unit="img", file=sys.stderr, disable=None)
+    bar = tqdm(desc=desc, file=sys.stderr, disable=None)
 
     def update(done: int, total: int, message: str = "") -> None:
         if bar.total != total:

@@ -105,6 +105,10 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 class ClipModel:
     """A CLIP model with what interpretability work needs next to it.
 
+    The wrapped model is put in eval mode and its weights are frozen (``requires_grad=False``):
+    gradients flow to inputs and activations only, which is all interpretability needs and saves
+    the memory and time of weight gradients.
+
     Args:
         model: an open_clip ``CLIP``-like module with ``visual``, ``encode_image``, ``encode_text``
             and ``logit_scale``.

@@ -32,6 +32,13 @@ class PluginError(RuntimeError):
     """An error caused by a plugin; the message names the plugin."""
 
 
+class UnknownPluginError(KeyError):
+    """No plugin object of that kind has that name; the message lists the known names."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 @dataclass
 class PluginProblem:
     """A reported plugin error: who caused it, where, and what it was."""
@@ -102,6 +109,9 @@ class PluginRegistry:
     def _report(self, problem: PluginProblem, exc: BaseException | None = None) -> None:
         if self.strict:
             raise PluginError(str(problem)) from exc
+        key = (problem.plugin, problem.hook, problem.error)
+        if any((p.plugin, p.hook, p.error) == key for p in self.problems):
+            return  # hooks are collected on every look-up: report each problem once
         self.problems.append(problem)
         info = self._info.get(problem.plugin)
         if info is not None:
@@ -246,7 +256,7 @@ class PluginRegistry:
             if obj.name == name:
                 return obj
         known = [o.name for o in objects]
-        raise KeyError(f"no {HOOK_KINDS[hook]} named '{name}'; {_suggest_names(name, known)}")
+        raise UnknownPluginError(f"no {HOOK_KINDS[hook]} named '{name}'; {_suggest_names(name, known)}")
 
     def plugins(self, include_builtins: bool = True) -> list[PluginInfo]:
         """Registered and failed plugins, built-ins first."""

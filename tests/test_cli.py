@@ -122,3 +122,23 @@ def test_probe_command(run, tmp_path):
     assert bad.exit_code == 1 and "parameter 'forms' got 'nope'" in bad.output
     bad = run("probe", "nope", "demo:shapes", "layer4.0", "--out", tmp_path / "x")
     assert bad.exit_code == 1 and "no probe named 'nope'" in bad.output
+
+
+def test_visualize_command(run, tmp_path):
+    out = run("visualize", "demo:shapes", "layer4.0:51", "layer3.0:10", "-p", "steps=24", "-p", "lr=0.05",
+              "--out", tmp_path / "vis")
+    assert out.exit_code == 0, out.output
+    assert "layer4.0:51: activation" in out.output
+    from mmneurons.results import FeatureVis
+
+    res = FeatureVis.load(tmp_path / "vis" / "000-layer4.0_51")
+    assert res.image.size == (64, 64) and res.params["steps"] == 24
+    bad = run("visualize", "demo:shapes", "layer4.0:51", "--method", "chanel", "--out", tmp_path / "x")
+    assert bad.exit_code == 1 and "did you mean 'channel'" in bad.output
+
+
+def test_demo_samples_command(run, tmp_path):
+    out = run("demo", "samples", "--out", tmp_path / "s.png", "--scale", "1")
+    assert out.exit_code == 0, out.output
+    img = Image.open(tmp_path / "s.png")
+    assert img.size == (12 * 66, 4 * 66)  # a column per concept; photo, drawing, text and attack rows
