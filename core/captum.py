@@ -19,6 +19,9 @@ from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
+from captum._utils.gradient import compute_layer_gradients_and_eval
+from captum.attr import LayerGradCam
+from captum.log import log_usage
 from torch import nn
 
 from .activations import capture_layers
@@ -178,41 +181,26 @@ def forward_for(model: ClipModel, target: Any) -> tuple[nn.Module, int | None]:
     raise TypeError(f"unsupported attribution target {target!r}: use a Unit, Direction, ZeroShotTarget or PromptTarget")
 
 
-def _grad_cam_class():
-    from captum._utils.gradient import compute_layer_gradients_and_eval
-    from captum.attr import LayerGradCam
-    from captum.log import log_usage
+class GridGradCam(LayerGradCam):
+    """Captum's LayerGradCam on the canonical grid, so ViT blocks (token sequences) work too.
 
-    class GridGradCam(LayerGradCam):
-        """Captum's LayerGradCam on the canonical grid, so ViT blocks (token sequences) work too.
+    For ResNet maps it computes exactly what ``LayerGradCam`` does. ``attribute`` keeps Captum's
+    ``log_usage`` decorator, so ``NoiseTunnel`` and ``TCAV`` can call ``attribute.__wrapped__``.
+    """
 
-        For ResNet maps it computes exactly what ``LayerGradCam`` does.
-        """
+    def __init__(self, forward_func, layer: nn.Module, layout: GridLayout = GridLayout(), device_ids=None) -> None:
+        super().__init__(forward_func, layer, device_ids)
+        self.layout = layout
 
-        def __init__(self, forward_func, layer: nn.Module, layout: GridLayout = GridLayout(),
-                     device_ids=None) -> None:
-            super().__init__(forward_func, layer, device_ids)
-            self.layout = layout
-
-        @log_usage()
-        def attribute(self, inputs, target=None, additional_forward_args=None, attribute_to_layer_input=False,
-                      relu_attributions: bool = False, attr_dim_summation: bool = True, grad_kwargs=None):
-            with torch.enable_grad():
-                grads, evals = compute_layer_gradients_and_eval(
-                    self.forward_func, self.layer, inputs, target, additional_forward_args,
-                    device_ids=self.device_ids, attribute_to_layer_input=attribute_to_layer_input,
-                    grad_kwargs=grad_kwargs)
-            g, a = self.layout(grads[0]), self.layout(evals[0])
-            cam = g.mean(dim=(2, 3), keepdim=True) * a
-            cam = cam.sum(dim=1, keepdim=True) if attr_dim_summation else cam
-            return F.relu(cam) if relu_attributions else cam
-
-    return GridGradCam
-
-
-def __getattr__(name: str) -> Any:  # GridGradCam is built on first use: importing captum is slow
-    if name == "GridGradCam":
-        cls = _grad_cam_class()
-        globals()["GridGradCam"] = cls
-        return cls
-    raise AttributeError(name)
+    @log_usage()
+    def attribute(self, inputs, target=None, additional_forward_args=None, attribute_to_layer_input=False,
+                  relu_attributions: bool = False, attr_dim_summation: bool = True, grad_kwargs=None):
+        with torch.enable_grad():
+            grads, evals = compute_layer_gradients_and_eval(
+                self.forward_func, self.layer, inputs, target, additional_forward_args,
+                device_ids=self.device_ids, attribute_to_layer_input=attribute_to_layer_input,
+                grad_kwargs=grad_kwargs)
+        g, a = self.layout(grads[0]), self.layout(evals[0])
+        cam = g.mean(dim=(2, 3), keepdim=True) * a
+        cam = cam.sum(dim=1, keepdim=True) if attr_dim_summation else cam
+        return F.relu(cam) if relu_attributions else cam

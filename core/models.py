@@ -212,6 +212,25 @@ class ClipModel:
             self._layers = [LayerInfo(n, tuple(acts[n].shape[1:])) for n in names]
         return self._layers
 
+    def default_layer(self) -> str:
+        """The last block whose spatial positions reach the output: the layer that "auto" means.
+
+        On a ResNet the last block of the last stage (``layer4.5`` on RN50x4). A class-token ViT reads
+        only the class token of its last block, whose patch tokens get zero gradient, so there it is
+        the block before.
+        """
+        blocks = [info.name for info in self.layers() if info.shape[1] > 1 or info.shape[2] > 1]
+        if self.kind == "vit" and len(blocks) > 2:
+            return blocks[-2]
+        return blocks[-1]
+
+    def resolve_layer(self, name: str) -> str:
+        """``"auto"`` -> :meth:`default_layer`; any other name is checked to exist."""
+        if name == "auto":
+            return self.default_layer()
+        self.module(name)
+        return name
+
     def layer_info(self, name: str) -> LayerInfo:
         for info in self.layers():
             if info.name == name:

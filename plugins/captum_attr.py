@@ -212,16 +212,10 @@ class GradCamAttributor(CaptumAttributor):
 
     @staticmethod
     def layer_for(model: ClipModel, target: Any, layer: str) -> str:
-        if layer != "auto":
-            return layer
-        if isinstance(target, (Unit, Direction)):
+        """"auto": the target unit's own layer, else the model's default layer."""
+        if layer == "auto" and isinstance(target, (Unit, Direction)):
             return target.layer
-        blocks = [info.name for info in model.layers() if info.shape[1] > 1 or info.shape[2] > 1]
-        if model.kind == "vit" and len(blocks) > 2:
-            # a class-token ViT reads only the class token of its last block: the patch tokens there
-            # get zero gradient, so the last block whose patch tokens matter is the one before
-            return blocks[-2]
-        return blocks[-1]
+        return model.resolve_layer(layer)
 
     def build(self, model, forward, target, values):
         name = self.layer_for(model, target, values["layer"])

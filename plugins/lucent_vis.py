@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -385,19 +385,13 @@ def text_direction(model: ClipModel, prompt: str, layer: str) -> Direction:
     return Direction(layer, (vector / norm).cpu().numpy(), label=f"text:{prompt}@{layer}")
 
 
-def last_spatial_layer(model: ClipModel) -> str:
-    blocks = [info.name for info in model.layers() if info.shape[1] > 1 or info.shape[2] > 1]
-    return blocks[-2] if model.kind == "vit" and len(blocks) > 2 else blocks[-1]
-
-
 class TextDirectionVisualizer(DirectionVisualizer):
     name = "text_direction"
     description = "Maximize the direction in which a text prompt's image-text logit grows at a layer."
     extra_params = (Param("layer", "str", "auto", help="layer of the direction ('auto': the last block)"),)
 
     def jobs(self, model, targets, values):
-        layer = last_spatial_layer(model) if values["layer"] == "auto" else values["layer"]
-        model.module(layer)
+        layer = model.resolve_layer(values["layer"])
         prompts = [str(t) for t in targets]
         if any(not p.strip() for p in prompts):
             raise ValueError("visualizer 'text_direction': a prompt is empty")

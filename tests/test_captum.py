@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from captum.attr import (IntegratedGradients, LayerGradCam, LayerIntegratedGradients, NeuronIntegratedGradients,
+from captum.attr import (IntegratedGradients, LayerGradCam, NeuronIntegratedGradients,
                          NoiseTunnel, Saliency)
 
 from mmneurons.captum import (GridGradCam, SimilarityForward, UnitForward, VisualForward, ZeroShotForward,

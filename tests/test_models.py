@@ -56,3 +56,11 @@ def test_parse_and_device():
     assert resolve_device("cpu") == torch.device("cpu")
     with pytest.raises(ModelLoadError, match="unknown device"):
         resolve_device("toaster")
+
+
+def test_default_layer_reaches_the_output(tiny_resnet, tiny_vit):
+    assert tiny_resnet.default_layer() == "layer4.0"          # the last block with spatial positions
+    assert tiny_vit.default_layer() == "transformer.resblocks.0"  # the last one's patch tokens are unread
+    assert tiny_resnet.resolve_layer("layer3") == "layer3"
+    with pytest.raises(LayerError, match="no layer 'nope'"):
+        tiny_resnet.resolve_layer("nope")

@@ -9,7 +9,7 @@ all images. The label is the concept with the highest soft-WPMI."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch

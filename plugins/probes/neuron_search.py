@@ -17,11 +17,6 @@ from mmneurons.params import Param, resolve_params
 from mmneurons.results import ProbeResult
 
 
-def default_layer(model: ClipModel) -> str:
-    blocks = [info.name for info in model.layers() if info.shape[1] > 1 or info.shape[2] > 1]
-    return blocks[-2] if model.kind == "vit" and len(blocks) > 2 else blocks[-1]
-
-
 def neutral_image(model: ClipModel, kind: str) -> torch.Tensor:
     value = {"gray": 0.5, "black": 0.0, "white": 1.0}[kind]
     return torch.full((1, 3, model.image_size, model.image_size), value, device=model.device)
@@ -51,8 +46,7 @@ class NeuronSearchProbe(Probe):
     def run(self, model: ClipModel, target: Any, source: Any = None, params: dict | None = None,
             progress: Progress = no_progress) -> ProbeResult:
         values = resolve_params(self.params, params or {}, owner=f"probe '{self.name}'")
-        layer = default_layer(model) if values["layer"] == "auto" else values["layer"]
-        model.module(layer)
+        layer = model.resolve_layer(values["layer"])
         prompt = str(target)
         progress(0, 1, f"searching {layer} for {prompt!r}")
         scores = prompt_scores(model, prompt, layer, values["neutral"])

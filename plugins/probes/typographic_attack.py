@@ -17,7 +17,6 @@ from mmneurons.models import ClipModel
 from mmneurons.params import Param, resolve_params
 from mmneurons.results import ProbeResult
 
-from .neuron_search import default_layer
 
 #: the 8 fixed positions (fractions of the image side), as in the paper's automated protocol
 POSITIONS = ((0.2, 0.2), (0.5, 0.2), (0.8, 0.2), (0.2, 0.5), (0.8, 0.5), (0.2, 0.8), (0.5, 0.8), (0.8, 0.8))
@@ -85,8 +84,7 @@ class TypographicAttackProbe(Probe):
             raise ImageLoadError("typographic attack: give images to attack (--images or --source)")
         templates = [t for t in values["templates"].split("|") if t.strip()] or None
         color, box = _rgb(values["color"]), _rgb(values["box"])
-        layer = default_layer(model) if values["layer"] == "auto" else values["layer"]
-        model.module(layer)
+        layer = model.resolve_layer(values["layer"])
         classifier = model.zero_shot_classifier(labels, templates)
         target_index = labels.index(word)
         clean_pred, attacked_pred, changed, drive, ids, skipped = [], [], [], 0.0, [], []
