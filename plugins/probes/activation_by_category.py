@@ -62,7 +62,17 @@ class ActivationByCategoryProbe(Probe):
             raise ImageLoadError("activation_by_category: images need categories (subfolders of the image folder)")
         values = torch.cat(acts).numpy()
         edges, rows = category_histogram(values, cats, values_["bins"])
+        from .figures import stacked_histogram
+
+        std = float(np.sqrt(np.mean(values ** 2))) or 1.0
+        centers = (edges[:-1] + edges[1:]) / 2 / std
+        fractions = {c: [0.0] * values_["bins"] for c in sorted(set(cats))}
+        for row in rows:
+            fractions[row["category"]][row["bin"]] = row["fraction"]
+        figure = stacked_histogram(list(centers), fractions, f"{unit}: images by category per activation bin",
+                                   "activation (standard deviations from zero)")
         return ProbeResult(probe=self.name, model_id=model.model_id, target=str(unit), tables={"bins": rows},
+                           images=[figure], captions=[f"{unit}: conditional probability plot"],
                            arrays={"activations": values, "edges": edges},
                            summary={"unit": str(unit), "images": len(cats), "skipped": skipped,
                                     "min": float(values.min()), "max": float(values.max())},

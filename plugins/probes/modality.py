@@ -102,11 +102,18 @@ class ModalityProbe(Probe):
         tables = {"ranking": ranking}
         summary = {"layer": layer, "multimodal_units": int(mask.sum()), "channels": info.channels,
                    "concepts": concepts, "modalities": mods, "images": len(kept), "skipped": skipped}
+        images, captions = [], []
         if unit:
+            from .figures import grouped_bars
+
             c = unit.channel
             tables["unit"] = [{"concept": concept, **{mod: float(table[m, k, c]) for m, mod in enumerate(mods)}}
                               for k, concept in enumerate(concepts)]
             summary.update({"unit": str(unit), "top_concept": concepts[top[c]], "score": float(score[c]),
                             "multimodal": bool(mask[c])})
+            images.append(grouped_bars(concepts, {mod: table[m, :, c] for m, mod in enumerate(mods)},
+                                       f"{unit}: mean activation per concept and modality", "mean activation"))
+            captions.append(f"{unit} by concept and modality")
         return ProbeResult(probe=self.name, model_id=model.model_id, target=str(target), summary=summary,
-                           tables=tables, arrays={"table": table, "score": score}, params=values)
+                           tables=tables, arrays={"table": table, "score": score}, images=images,
+                           captions=captions, params=values)

@@ -40,8 +40,10 @@ def test_demo_model_has_multimodal_units(registry):
     assert result.summary["multimodal_units"] >= 15 and result.summary["modalities"] == ["drawing", "photo", "text"]
     best = result.table("ranking")[0]
     assert best["multimodal"] and best["score"] >= 1.5
-    unit = probe.run(demo, best["unit"], source, {}).summary
-    assert unit["top_concept"] == best["concept"] and unit["multimodal"]
+    one = probe.run(demo, best["unit"], source, {})
+    assert one.summary["top_concept"] == best["concept"] and one.summary["multimodal"]
+    [chart] = one.images  # the grouped bar chart: concepts x modalities
+    assert chart.width > 300 and chart.height > 150 and len(one.table("unit")) == 12
 
 
 def test_missing_modality_and_unlabeled_folders(registry, tmp_path, tiny_resnet):

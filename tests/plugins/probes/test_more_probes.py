@@ -79,6 +79,8 @@ def test_activation_by_category_probe(registry, tiny_resnet, random_images, tmp_
     result = probe.run(tiny_resnet, "layer3:5", source, {"bins": 4})
     assert sum(r["count"] for r in result.table("bins")) == 40
     assert result.arrays["activations"].shape == (40,)
+    [plot] = result.images
+    assert plot.width > 300 and np.asarray(plot).std() > 10  # a drawn plot, not a blank canvas
     with pytest.raises(ImageLoadError, match="need categories"):
         probe.run(tiny_resnet, "layer3:5", ListSource(random_images[:3]), {})
 
