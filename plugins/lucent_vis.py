@@ -127,8 +127,10 @@ class _RedirectedReLU(torch.autograd.Function):
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
         relu_grad = grad * (x > 0)
-        redirected = torch.where((x < 0) & (grad > 0), torch.zeros_like(grad), grad)
-        passes = relu_grad.flatten(1).norm(dim=1) > 0
+        passes = relu_grad.abs().amax(dim=tuple(range(1, grad.ndim))) > 0  # no copy of channels_last tensors
+        if bool(passes.all()):  # the common case: plain ReLU gradient for every example
+            return relu_grad
+        redirected = grad.masked_fill((x < 0) & (grad > 0), 0)
         return torch.where(passes.view(-1, *[1] * (grad.ndim - 1)), relu_grad, redirected)
 
 
