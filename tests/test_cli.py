@@ -142,3 +142,20 @@ def test_demo_samples_command(run, tmp_path):
     assert out.exit_code == 0, out.output
     img = Image.open(tmp_path / "s.png")
     assert img.size == (12 * 66, 4 * 66)  # a column per concept; photo, drawing, text and attack rows
+
+
+def test_demo_evaluate_writes_only_when_asked_and_train_needs_out(run, tmp_path):
+    import shutil
+
+    from mmneurons.plugins.demo.plugin import ASSETS
+
+    folder = tmp_path / "assets"
+    shutil.copytree(ASSETS, folder)
+    before = (folder / "manifest.json").read_text()
+    out = run("demo", "evaluate", "--folder", folder, "--per-cell", "2")
+    assert out.exit_code == 0, out.output and "multimodal units" in out.output
+    assert (folder / "manifest.json").read_text() == before
+    out = run("demo", "evaluate", "--folder", folder, "--per-cell", "2", "--write")
+    assert out.exit_code == 0, out.output
+    assert json.loads((folder / "manifest.json").read_text())["evaluation"]["held_out"]["per_cell"] == 2
+    assert run("demo", "train").exit_code == 2  # --out is required: never overwrite the shipped model by accident

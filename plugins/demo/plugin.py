@@ -103,8 +103,8 @@ def demo_cli() -> None:
 
 
 @demo_cli.command("train")
-@click.option("--out", type=click.Path(), default=str(ASSETS), show_default=True,
-              help="Folder for shapes.pt and manifest.json (the default replaces the shipped model).")
+@click.option("--out", type=click.Path(file_okay=False), required=True,
+              help="Folder for shapes.pt and manifest.json (plugins/demo/assets replaces the shipped model).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--steps", type=click.IntRange(1), default=1800, show_default=True)
 @click.option("--images", type=click.IntRange(256), default=48_000, show_default=True)
@@ -122,10 +122,10 @@ def train_command(out, seed, steps, images, batch_size, work, evaluate) -> None:
         manifest = train(cfg, Path(out), progress=progress, log=click.echo, work=Path(work) if work else None)
     click.echo(f"wrote {manifest}")
     if evaluate:
-        _evaluate_into(Path(out), per_cell=40, seed_control=seed)
+        _evaluate_into(Path(out), per_cell=40, seed_control=seed, write=True)
 
 
-def _evaluate_into(folder: Path, per_cell: int, seed_control: int) -> dict:
+def _evaluate_into(folder: Path, per_cell: int, seed_control: int, write: bool) -> dict:
     from mmneurons.cli import tqdm_progress
     from mmneurons.plugins.openclip_models import build_model
 
@@ -142,10 +142,11 @@ def _evaluate_into(folder: Path, per_cell: int, seed_control: int) -> dict:
     with tqdm_progress("evaluating") as progress:
         metrics = evaluate(model, per_cell=per_cell, attack_per_concept=per_cell, controls=controls,
                            progress=progress)
-    manifest["evaluation"] = metrics
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    tmp.replace(path)
+    if write:
+        manifest["evaluation"] = metrics
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(manifest, indent=1))
+        tmp.replace(path)
     click.echo(json.dumps({k: metrics[k] for k in ("zero_shot", "typographic_attack")}, indent=1))
     mm = metrics["multimodal"]
     control = metrics["random_init_control"]
@@ -156,11 +157,13 @@ def _evaluate_into(folder: Path, per_cell: int, seed_control: int) -> dict:
 
 
 @demo_cli.command("evaluate")
-@click.option("--folder", type=click.Path(exists=True, file_okay=False), default=str(ASSETS), show_default=True)
+@click.option("--folder", type=click.Path(exists=True, file_okay=False), default=str(ASSETS), show_default=True,
+              help="Folder with shapes.pt and manifest.json (default: the shipped model).")
 @click.option("--per-cell", type=click.IntRange(2), default=40, show_default=True)
-def evaluate_command(folder, per_cell) -> None:
-    """Re-run the evaluation of a trained demo model and store it in its manifest."""
-    _evaluate_into(Path(folder), per_cell, seed_control=0)
+@click.option("--write", is_flag=True, help="Store the evaluation in the folder's manifest.json.")
+def evaluate_command(folder, per_cell, write) -> None:
+    """Evaluate a trained demo model (zero-shot accuracy, multimodal units, typographic attack)."""
+    _evaluate_into(Path(folder), per_cell, seed_control=0, write=write)
 
 
 @demo_cli.command("samples")
