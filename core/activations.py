@@ -9,6 +9,7 @@ visualization, attribution) when called with gradients enabled.
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator, Sequence
@@ -118,6 +119,24 @@ def reduce_spatial(acts: torch.Tensor, reduce: str) -> torch.Tensor:
     raise ValueError(f"reduce must be 'mean' or 'max', got {reduce!r}")
 
 
+def _save_scan_state(path, identity: dict, topk: "StreamingTopK", skipped: list, loaded: int, done: int) -> None:
+    tmp = f"{path}.tmp"
+    torch.save({"identity": identity, "topk": topk.__dict__, "skipped": skipped, "loaded": loaded, "done": done}, tmp)
+    os.replace(tmp, path)
+
+
+def _load_scan_state(path, identity: dict) -> dict | None:
+    """The saved state of an interrupted scan of the same thing, else None (a stale file is ignored)."""
+    if path is None or not os.path.exists(path):
+        return None
+    state = torch.load(path, weights_only=False)
+    if state.get("identity") != identity:
+        return None
+    topk = StreamingTopK.__new__(StreamingTopK)
+    topk.__dict__.update(state["topk"])
+    return {**state, "topk": topk}
+
+
 class StreamingTopK:
     """Running top-k (and optionally bottom-k) per channel over batches; memory O(C x (k + B))."""
 
@@ -184,11 +203,16 @@ def scan_top_k(
     batch_size: int = 32,
     num_workers: int | None = None,
     progress: Progress = no_progress,
+    checkpoint: "str | os.PathLike | None" = None,
+    checkpoint_every: int = 20,
 ) -> TopKActivations:
     """Stream ``source`` through the model up to ``layer`` and keep the top-k images per channel.
 
     Unreadable images are skipped and listed in ``skipped``; a source where nothing loads is an
     error. ``k`` larger than the number of images keeps them all (with a warning in the result).
+    With ``checkpoint`` (a file path) the running state is saved every ``checkpoint_every``
+    batches, atomically; a later call with the same file, model, layer, source and settings
+    resumes where the interrupted one stopped, and the file is removed once the scan completes.
     """
     from .images import iterate_batches
 
@@ -197,19 +221,31 @@ def scan_top_k(
     channels = model.layer_info(layer).channels
     topk = StreamingTopK(channels, k, bottom=bottom)
     skipped: list[list[str]] = []
-    loaded: set[int] = set()
+    loaded = 0
     total = len(source)
     done = 0
-    progress(0, total, f"scanning {layer}")
+    identity = {"model": model.model_id, "layer": layer, "reduce": reduce, "k": k, "bottom": bottom,
+                "images": total, "first": source.record(0).id if total else "",
+                "last": source.record(total - 1).id if total else ""}
+    state = _load_scan_state(checkpoint, identity)
+    if state is not None:
+        topk, skipped, loaded, done = state["topk"], state["skipped"], state["loaded"], state["done"]
+    progress(done, total, f"scanning {layer}")
     with torch.inference_mode(), model.lock:
-        for batch in iterate_batches(source, model.image_size, batch_size=batch_size, num_workers=num_workers):
+        batches = iterate_batches(source, model.image_size, batch_size=batch_size, num_workers=num_workers,
+                                  start=done)
+        for n, batch in enumerate(batches, start=1):
             skipped += [[source.record(i).id, why] for i, why in batch.skipped]
             if len(batch.indices):
                 acts = capture_layers(model, batch.pixels, [layer])[layer]
                 topk.update(reduce_spatial(acts, reduce), batch.indices)
-                loaded.update(batch.indices.tolist())
+                loaded += len(batch.indices)
             done += len(batch.indices) + len(batch.skipped)
+            if checkpoint is not None and n % checkpoint_every == 0:
+                _save_scan_state(checkpoint, identity, topk, skipped, loaded, done)
             progress(done, total, f"scanning {layer}")
+    if checkpoint is not None and os.path.exists(checkpoint):
+        os.remove(checkpoint)
     if not loaded:
         from .images import ImageLoadError
 
@@ -217,8 +253,10 @@ def scan_top_k(
                              + (f" (first: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""))
     records = [source.record(i) for i in range(total)]
     warnings = []
-    if k > len(loaded):
-        warnings.append(f"k={k} is larger than the {len(loaded)} images that loaded; each channel keeps all of them")
+    if state is not None:
+        warnings.append(f"resumed from {checkpoint} at image {state['done']} of {total}")
+    if k > loaded:
+        warnings.append(f"k={k} is larger than the {loaded} images that loaded; each channel keeps all of them")
     return TopKActivations(
         warnings=warnings,
         model_id=model.model_id,
@@ -231,6 +269,6 @@ def scan_top_k(
         bottom_indices=topk.bottom_indices.numpy() if bottom else None,
         image_ids=[r.id for r in records],
         categories=[r.category for r in records],
-        n_images=len(loaded),
+        n_images=loaded,
         skipped=skipped,
     )

@@ -186,8 +186,10 @@ def layers(model: str | None, device: str | None, as_json: bool) -> None:
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
 @click.option("--workers", type=click.IntRange(0), default=None, help="Image loader processes (default: auto).")
 @click.option("--out", type=click.Path(), required=True, help="Folder to save the result in.")
+@click.option("--resume/--no-resume", default=True, show_default=True,
+              help="Checkpoint to OUT.partial.pt while scanning, and resume from it after an interruption.")
 @device_option
-def activations(model, layer, images, words, top_k, reduce, bottom, batch_size, workers, out, device) -> None:
+def activations(model, layer, images, words, top_k, reduce, bottom, batch_size, workers, out, resume, device) -> None:
     """Stream images through MODEL and keep the top-k images of every channel of LAYER."""
     from .activations import scan_top_k
     from .images import FolderSource, WordSource
@@ -200,7 +202,8 @@ def activations(model, layer, images, words, top_k, reduce, bottom, batch_size, 
         clip.layer_info(layer)
         with tqdm_progress(f"{layer}") as progress:
             result = scan_top_k(clip, source, layer, top_k, reduce=reduce, bottom=bottom,
-                                batch_size=batch_size, num_workers=workers, progress=progress)
+                                batch_size=batch_size, num_workers=workers, progress=progress,
+                                checkpoint=f"{out}.partial.pt" if resume else None)
         path = result.save(out)
     click.echo(f"scanned {result.n_images} images ({len(result.skipped)} skipped) -> {path}")
     for warning in result.warnings:

@@ -299,13 +299,17 @@ def default_workers(n_images: int) -> int:
 
 
 def iterate_batches(source: ImageSource, size: int, *, batch_size: int = 32,
-                    num_workers: int | None = None) -> Iterator[Batch]:
-    """Batches of ``[B, 3, size, size]`` pixels in source order; unreadable images go to ``skipped``."""
+                    num_workers: int | None = None, start: int = 0) -> Iterator[Batch]:
+    """Batches of ``[B, 3, size, size]`` pixels in source order from index ``start``; unreadable
+    images go to ``skipped``."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    workers = default_workers(len(source)) if num_workers is None else num_workers
+    workers = default_workers(len(source) - start) if num_workers is None else num_workers
+    dataset = _PixelDataset(source, size)
+    if start:
+        dataset = torch.utils.data.Subset(dataset, range(start, len(source)))
     loader = torch.utils.data.DataLoader(
-        _PixelDataset(source, size), batch_size=batch_size, shuffle=False, num_workers=workers,
+        dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
         collate_fn=_Collate(size), persistent_workers=False,
     )
     yield from loader

@@ -116,3 +116,40 @@ def test_scan_with_loader_workers_matches(tiny_resnet, random_images):
     a = scan_top_k(tiny_resnet, source, "layer2", k=3, num_workers=0, batch_size=16)
     b = scan_top_k(tiny_resnet, source, "layer2", k=3, num_workers=2, batch_size=16)
     assert (a.top_indices == b.top_indices).all()
+
+
+def test_an_interrupted_scan_resumes_to_the_same_result(tiny_resnet, random_images, tmp_path):
+    source = ListSource(random_images)
+    full = scan_top_k(tiny_resnet, source, "layer2", k=4, bottom=True, batch_size=4, num_workers=0)
+    ckpt = tmp_path / "scan.partial.pt"
+
+    def interrupt(done, total, message):
+        if done >= 24:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        scan_top_k(tiny_resnet, source, "layer2", k=4, bottom=True, batch_size=4, num_workers=0,
+                   progress=interrupt, checkpoint=ckpt, checkpoint_every=2)
+    assert ckpt.exists()
+    seen = []
+    resumed = scan_top_k(tiny_resnet, source, "layer2", k=4, bottom=True, batch_size=4, num_workers=0,
+                         progress=lambda d, t, m: seen.append(d), checkpoint=ckpt, checkpoint_every=2)
+    assert seen[0] == 24  # started where the last checkpoint was, not at 0
+    assert "resumed from" in resumed.warnings[0] and not ckpt.exists()
+    assert (resumed.top_indices == full.top_indices).all() and (resumed.bottom_indices == full.bottom_indices).all()
+    assert resumed.n_images == full.n_images == 40
+
+
+def test_a_checkpoint_of_another_scan_is_ignored(tiny_resnet, random_images, tmp_path):
+    ckpt = tmp_path / "scan.partial.pt"
+    source = ListSource(random_images[:12])
+
+    def interrupt(done, total, message):
+        if done >= 8:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        scan_top_k(tiny_resnet, source, "layer2", k=2, batch_size=4, num_workers=0, progress=interrupt,
+                   checkpoint=ckpt, checkpoint_every=1)
+    other = scan_top_k(tiny_resnet, source, "layer3", k=2, batch_size=4, num_workers=0, checkpoint=ckpt)
+    assert other.layer == "layer3" and not any("resumed" in w for w in other.warnings) and other.n_images == 12

@@ -56,6 +56,7 @@ def test_activations_end_to_end(run, tmp_path, tiny_checkpoint):
     assert "scanned 6 images (1 skipped)" in out.output and "skipped broken.png" in out.output
     res = TopKActivations.load(tmp_path / "res")
     assert res.top_values.shape == (256, 3) and res.bottom_values.shape == (256, 3) and res.layer == "layer3"
+    assert not (tmp_path / "res.partial.pt").exists()  # the resume checkpoint is gone once the scan is done
 
 
 @pytest.mark.parametrize("args, message", [
