@@ -137,6 +137,48 @@ def _load_scan_state(path, identity: dict) -> dict | None:
     return {**state, "topk": topk}
 
 
+@dataclass
+class LayerMeans:
+    """Per-image spatial-mean activations of a layer over a source (the images that loaded)."""
+
+    acts: np.ndarray                       # [N, C]
+    indices: list[int]                     # positions in the source of the N rows
+    skipped: list[tuple[int, str]]         # (position, reason) of images that did not load
+    embeddings: np.ndarray | None = None   # [N, D] unit-norm image embeddings, when asked for
+
+
+def layer_means(model: "ClipModel", source: "ImageSource", layer: str, *, batch_size: int = 64,
+                num_workers: int | None = None, embeddings: bool = False,
+                progress: Progress = no_progress) -> LayerMeans:
+    """Stream ``source`` and keep every image's spatial-mean activations of ``layer``.
+
+    Without ``embeddings`` the forward pass stops at ``layer``; with them, one full pass yields both
+    (the layer is read by a hook on the way). Use :func:`scan_top_k` instead when only the top
+    images per channel are needed: this keeps ``N x C`` numbers.
+    """
+    from .images import ImageLoadError, iterate_batches
+
+    rows, embs, indices, skipped = [], [], [], []
+    with torch.inference_mode(), model.lock:
+        for batch in iterate_batches(source, model.image_size, batch_size=batch_size, num_workers=num_workers):
+            skipped += batch.skipped
+            if len(batch.indices):
+                if embeddings:
+                    with layer_hooks(model, [layer], stop=False) as store:
+                        embs.append(model.encode_image(batch.pixels).float().cpu())
+                    acts = store[layer]
+                else:
+                    acts = capture_layers(model, batch.pixels, [layer])[layer]
+                rows.append(reduce_spatial(acts, "mean").float().cpu())
+                indices += batch.indices.tolist()
+            progress(len(indices) + len(skipped), len(source), f"activations of {layer}")
+    if not indices:
+        raise ImageLoadError(f"no image could be loaded from {source.describe()}: {len(skipped)} skipped"
+                             + (f" (first: {skipped[0][1]})" if skipped else ""))
+    return LayerMeans(torch.cat(rows).numpy(), indices, skipped,
+                      torch.cat(embs).numpy() if embeddings else None)
+
+
 class StreamingTopK:
     """Running top-k (and optionally bottom-k) per channel over batches; memory O(C x (k + B))."""
 

@@ -217,7 +217,7 @@ def render(model: ClipModel, jobs: Sequence[Job], values: dict, extra_objective:
     with model.lock, precision_context(model, values["precision"]):
         for step in range(1, steps + 1):
             with redirected_relus(model, redirect and step <= values["redirect_steps"]):
-                x = rgb()
+                x = colors = rgb()
                 if alpha is not None:
                     a = alpha()
                     background = torch.rand(len(jobs), 3, 1, 1, generator=gens[0]).to(device)
@@ -229,7 +229,7 @@ def render(model: ClipModel, jobs: Sequence[Job], values: dict, extra_objective:
                                        for i, job in enumerate(jobs))
                 loss = objective(lambda name: acts[name].float())
                 if values["image_penalty"]:
-                    loss = loss + values["image_penalty"] * ((rgb() - 0.5) ** 2).mean()
+                    loss = loss + values["image_penalty"] * ((colors - 0.5) ** 2).mean()
                 if alpha is not None:
                     loss = loss + values["alpha_penalty"] * a.mean()
                 opt.zero_grad(set_to_none=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -153,3 +154,23 @@ def test_a_checkpoint_of_another_scan_is_ignored(tiny_resnet, random_images, tmp
                    checkpoint=ckpt, checkpoint_every=1)
     other = scan_top_k(tiny_resnet, source, "layer3", k=2, batch_size=4, num_workers=0, checkpoint=ckpt)
     assert other.layer == "layer3" and not any("resumed" in w for w in other.warnings) and other.n_images == 12
+
+
+def test_layer_means_match_capture_and_embeddings_come_from_the_same_pass(tiny_resnet, random_images):
+    from mmneurons.activations import layer_means
+
+    source = ListSource(random_images[:10] + ["/no/such.png"])
+    pixels = torch.stack([to_pixels(im, 64) for im in random_images[:10]])
+    with torch.no_grad():
+        expected = reduce_spatial(capture_layers(tiny_resnet, pixels, ["layer3"])["layer3"], "mean").numpy()
+        expected_emb = tiny_resnet.encode_image(pixels).numpy()
+    passes = []
+    handle = tiny_resnet.visual.conv1.register_forward_pre_hook(lambda *a: passes.append(1))
+    try:
+        means = layer_means(tiny_resnet, source, "layer3", batch_size=4, num_workers=0, embeddings=True)
+    finally:
+        handle.remove()
+    assert len(passes) == 3  # one forward per batch of 4, not one for the layer and one for the embedding
+    assert means.indices == list(range(10)) and means.skipped[0][0] == 10
+    assert np.allclose(means.acts, expected, atol=1e-5) and np.allclose(means.embeddings, expected_emb, atol=1e-5)
+    assert np.allclose(layer_means(tiny_resnet, source, "layer3", num_workers=0).acts, expected, atol=1e-5)

@@ -114,7 +114,8 @@ def test_probe_command(run, tmp_path):
     assert '"layer": "layer4.0"' in out.output and "units:" in out.output and "unit=layer4.0:" in out.output
     out = run("probe", "modality", "demo:shapes", "layer4.0", "--source", "demo_shapes", "-s", "per_cell=4",
               "--out", tmp_path / "mod")
-    assert out.exit_code == 0, out.output and "multimodal_units" in out.output
+    assert out.exit_code == 0, out.output
+    assert "multimodal_units" in out.output
     from mmneurons.results import ProbeResult
 
     assert ProbeResult.load(tmp_path / "mod").summary["modalities"] == ["drawing", "photo", "text"]
@@ -154,7 +155,8 @@ def test_demo_evaluate_writes_only_when_asked_and_train_needs_out(run, tmp_path)
     shutil.copytree(ASSETS, folder)
     before = (folder / "manifest.json").read_text()
     out = run("demo", "evaluate", "--folder", folder, "--per-cell", "2")
-    assert out.exit_code == 0, out.output and "multimodal units" in out.output
+    assert out.exit_code == 0, out.output
+    assert "multimodal units" in out.output
     assert (folder / "manifest.json").read_text() == before
     out = run("demo", "evaluate", "--folder", folder, "--per-cell", "2", "--write")
     assert out.exit_code == 0, out.output

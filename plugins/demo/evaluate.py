@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mmneurons.activations import capture_layers, reduce_spatial
+from mmneurons.activations import layer_means
 from mmneurons.images import iterate_batches
 from mmneurons.kinds import Progress, no_progress
 from mmneurons.models import ClipModel
@@ -31,13 +31,10 @@ Z_MIN = 1.5
 
 def channel_means(model: ClipModel, source, layer: str = LAYER, batch_size: int = 128) -> np.ndarray:
     """``[N, C]`` spatial-mean activations of every channel of ``layer`` for every image."""
-    rows = []
-    with torch.inference_mode():
-        for batch in iterate_batches(source, model.image_size, batch_size=batch_size, num_workers=0):
-            if batch.skipped:
-                raise RuntimeError(f"synthetic images failed to render: {batch.skipped[:1]}")
-            rows.append(reduce_spatial(capture_layers(model, batch.pixels, [layer])[layer], "mean").cpu())
-    return torch.cat(rows).numpy()
+    means = layer_means(model, source, layer, batch_size=batch_size, num_workers=0)
+    if means.skipped:
+        raise RuntimeError(f"synthetic images failed to render: {means.skipped[:1]}")
+    return means.acts
 
 
 def concept_form_table(acts: np.ndarray, concepts: np.ndarray, forms: np.ndarray) -> np.ndarray:

@@ -8,15 +8,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mmneurons.activations import capture_layers, reduce_spatial
-from mmneurons.images import ImageLoadError, iterate_batches
+from mmneurons.activations import layer_means
+from mmneurons.images import ImageLoadError
 from mmneurons.kinds import Probe, Progress, no_progress
 from mmneurons.models import ClipModel
 from mmneurons.params import Param, resolve_params
 from mmneurons.results import ProbeResult
 from mmneurons.units import Unit
-
-import torch
 
 
 def modality_of(record) -> str | None:
@@ -82,17 +80,8 @@ class ModalityProbe(Probe):
         if any(m is None for m in modalities) or any(r.category is None for r in records):
             raise ImageLoadError("modality probe: every image needs a concept and a modality (folders "
                                  "concept/modality/*.png, or the demo_shapes source)")
-        rows, kept, skipped = [], [], 0
-        with torch.inference_mode(), model.lock:
-            for batch in iterate_batches(source, model.image_size, batch_size=values["batch_size"]):
-                skipped += len(batch.skipped)
-                if len(batch.indices):
-                    rows.append(reduce_spatial(capture_layers(model, batch.pixels, [layer])[layer], "mean").cpu())
-                    kept += batch.indices.tolist()
-                progress(len(kept) + skipped, len(source), f"modality: {layer}")
-        if not kept:
-            raise ImageLoadError(f"modality probe: no image could be loaded from {source.describe()}")
-        acts = torch.cat(rows).numpy()
+        means = layer_means(model, source, layer, batch_size=values["batch_size"], progress=progress)
+        acts, kept, skipped = means.acts, means.indices, len(means.skipped)
         table, concepts, mods = concept_modality_table(acts, [records[i].category for i in kept],
                                                        [modalities[i] for i in kept])
         mask, top, score = multimodality(table, values["z_min"])

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmneurons.activations import capture_layers, reduce_spatial
-from mmneurons.images import ImageLoadError, iterate_batches
+from mmneurons.activations import layer_means
+from mmneurons.images import ImageLoadError
 from mmneurons.kinds import Probe, Progress, no_progress
 from mmneurons.models import ClipModel
 from mmneurons.params import Param, resolve_params
@@ -59,19 +59,12 @@ class NeuronLabelProbe(Probe):
             raise ValueError("neuron_label: the template must contain '{}'")
         with torch.no_grad():
             words = model.encode_text([values["template"].format(c) for c in concepts])
-        acts, sims, skipped = [], [], 0
-        with torch.inference_mode(), model.lock:
-            for batch in iterate_batches(source, model.image_size, batch_size=values["batch_size"]):
-                skipped += len(batch.skipped)
-                if len(batch.indices):
-                    store = capture_layers(model, batch.pixels, [layer], stop=False)
-                    acts.append(reduce_spatial(store[layer], "mean").float().cpu())
-                    sims.append((model.encode_image(batch.pixels) @ words.T).float().cpu())
-                progress(sum(len(a) for a in acts) + skipped, len(source), "neuron labels")
-        if not acts:
-            raise ImageLoadError(f"neuron_label: no image could be loaded from {source.describe()}")
-        acts_np = torch.cat(acts).numpy()
-        p = torch.softmax(torch.cat(sims) / values["temperature"], dim=1).numpy()
+        # one full pass per batch gives both the layer (read by a hook) and the image embeddings
+        means = layer_means(model, source, layer, batch_size=values["batch_size"], embeddings=True,
+                            progress=progress)
+        acts_np, skipped = means.acts, len(means.skipped)
+        sims = torch.from_numpy(means.embeddings) @ words.float().cpu().T
+        p = torch.softmax(sims / values["temperature"], dim=1).numpy()
         scores = soft_wpmi(acts_np, p, values["k"], values["lam"])   # [C, K]
         best = scores.argmax(axis=1)
         warnings = []

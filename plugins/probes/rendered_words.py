@@ -7,10 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 
-from mmneurons.activations import capture_layers, reduce_spatial
-from mmneurons.images import WordSource, iterate_batches
+from mmneurons.activations import layer_means
+from mmneurons.images import WordSource
 from mmneurons.kinds import Probe, Progress, no_progress
 from mmneurons.models import ClipModel
 from mmneurons.params import Param, resolve_params
@@ -23,17 +22,6 @@ def default_words(n: int) -> list[str]:
     from wordfreq import top_n_list
 
     return [w for w in top_n_list("en", n * 2) if w.isalpha()][:n]
-
-
-def word_activations(model: ClipModel, source: WordSource, layer: str, batch_size: int,
-                     progress: Progress) -> np.ndarray:
-    """``[W, C]`` spatial-mean activations of every channel of ``layer`` for every rendered word."""
-    rows = []
-    with torch.inference_mode(), model.lock:
-        for batch in iterate_batches(source, model.image_size, batch_size=batch_size):
-            rows.append(reduce_spatial(capture_layers(model, batch.pixels, [layer])[layer], "mean").float().cpu())
-            progress(int(batch.indices[-1]) + 1, len(source), f"rendered words: {layer}")
-    return torch.cat(rows).numpy()
 
 
 class RenderedWordsProbe(Probe):
@@ -57,7 +45,7 @@ class RenderedWordsProbe(Probe):
             source = WordSource(default_words(values["n_words"]), size=values["size"] or model.image_size)
         if not isinstance(source, WordSource):
             raise TypeError("rendered_words takes a WordSource (a word list), not an image folder")
-        acts = word_activations(model, source, layer, values["batch_size"], progress)
+        acts = layer_means(model, source, layer, batch_size=values["batch_size"], progress=progress).acts
         shown = acts - acts.mean(axis=0, keepdims=True) if values["centered"] else acts
         words = source.words
         top = min(values["top"], len(words))

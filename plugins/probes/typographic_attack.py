@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmneurons.activations import capture_layers, reduce_spatial
+from mmneurons.activations import layer_hooks, reduce_spatial
 from mmneurons.images import ImageLoadError, font, to_pil
 from mmneurons.kinds import Probe, Progress, no_progress
 from mmneurons.models import ClipModel
@@ -100,8 +100,9 @@ class TypographicAttackProbe(Probe):
                 attacked = torch.stack([model.pixels(write_text(to_pil(clean), word, p, size=values["size"],
                                                                 color=color, box=box)) for p in POSITIONS])
                 batch = torch.cat([clean[None], attacked]).to(model.device)
-                acts = capture_layers(model, batch, [layer], stop=False)[layer]
-                preds = (model.encode_image(batch) @ classifier).argmax(dim=1).cpu().numpy()
+                with layer_hooks(model, [layer], stop=False) as store:  # one pass: layer and predictions
+                    preds = (model.encode_image(batch) @ classifier).argmax(dim=1).cpu().numpy()
+                acts = store[layer]
                 clean_pred.append(int(preds[0]))
                 attacked_pred.append(preds[1:])
                 changed.append((attacked != clean[None]).any(dim=1).float().mean(dim=(1, 2)).numpy())
