@@ -8,11 +8,12 @@ images are refused with a message naming the file and the limit.
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator, Protocol, Sequence, runtime_checkable
+from typing import Any, Iterator, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import torch
@@ -75,27 +76,41 @@ def to_rgb(img: Image.Image) -> Image.Image:
 def load_image(path: str | os.PathLike, *, limit: int | None = None) -> Image.Image:
     """Open, fully decode and convert one image file to RGB, or raise :class:`ImageLoadError`."""
     path = Path(path)
-    limit = max_pixels() if limit is None else limit
     try:
         if path.stat().st_size == 0:
             raise ImageLoadError(f"{path}: empty file (0 bytes)")
-        with Image.open(path) as img:
+    except FileNotFoundError:
+        raise ImageLoadError(f"{path}: no such file") from None
+    return _decode(path, str(path), limit)
+
+
+def decode_image(data: bytes, name: str = "image", *, limit: int | None = None) -> Image.Image:
+    """:func:`load_image` for bytes (an upload): the same checks and errors, named ``name``."""
+    if not data:
+        raise ImageLoadError(f"{name}: empty file (0 bytes)")
+    return _decode(io.BytesIO(data), name, limit)
+
+
+def _decode(fp: Any, name: str, limit: int | None) -> Image.Image:
+    limit = max_pixels() if limit is None else limit
+    try:
+        with Image.open(fp) as img:
             w, h = img.size
             if w * h > limit:
                 raise ImageLoadError(
-                    f"{path}: {w}x{h} = {w * h:,} pixels is over the limit of {limit:,} "
+                    f"{name}: {w}x{h} = {w * h:,} pixels is over the limit of {limit:,} "
                     f"(a decompression bomb or a huge scan); resize it or raise MMNEURONS_MAX_IMAGE_PIXELS")
             img.load()
             return to_rgb(img)
     except ImageLoadError:
         raise
     except Image.DecompressionBombError as exc:
-        raise ImageLoadError(f"{path}: refused as a decompression bomb ({exc})") from None
+        raise ImageLoadError(f"{name}: refused as a decompression bomb ({exc})") from None
     except FileNotFoundError:
-        raise ImageLoadError(f"{path}: no such file") from None
+        raise ImageLoadError(f"{name}: no such file") from None
     except (OSError, ValueError, SyntaxError, Image.UnidentifiedImageError) as exc:
         what = "not an image" if isinstance(exc, Image.UnidentifiedImageError) else "corrupt or truncated"
-        raise ImageLoadError(f"{path}: {what} ({type(exc).__name__}: {exc})") from None
+        raise ImageLoadError(f"{name}: {what} ({type(exc).__name__}: {exc})") from None
 
 
 def to_pixels(image: Image.Image, size: int) -> torch.Tensor:
@@ -219,6 +234,43 @@ def render_word(word: str, size: int = 224, *, font_name: str = "DejaVuSans.ttf"
     left, top, right, bottom = draw.textbbox((0, 0), word, font=f)
     draw.text(((size - (right - left)) / 2 - left, (size - (bottom - top)) / 2 - top), word, font=f, fill=color)
     return img
+
+
+def write_text(image, text: str, position: tuple[float, float], *, size: float = 0.2,
+               color=(0, 0, 0), box: tuple | None = (255, 255, 255)):
+    """``image`` with ``text`` written centered at ``position`` (fractions of the side), the font
+    ``size`` a fraction of the image height, on a backing ``box`` color (None: no box); kept inside."""
+    from PIL import ImageDraw
+
+    out = image.convert("RGB").copy()
+    draw = ImageDraw.Draw(out)
+    f = font("DejaVuSans-Bold.ttf", max(6, int(size * out.height)))
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=f)
+    w, h = right - left, bottom - top
+    pad = max(1, h // 5)
+    cx = min(max(position[0] * out.width, w / 2 + pad), out.width - w / 2 - pad)
+    cy = min(max(position[1] * out.height, h / 2 + pad), out.height - h / 2 - pad)
+    x0, y0 = cx - w / 2, cy - h / 2
+    if box is not None:
+        draw.rectangle([x0 - pad, y0 - pad, x0 + w + pad, y0 + h + pad], fill=tuple(box))
+    draw.text((x0 - left, y0 - top), text, font=f, fill=tuple(color))
+    return out
+
+
+def parse_color(text: str) -> tuple[int, int, int] | None:
+    """``"black"`` / ``"255,0,0"`` -> an RGB tuple; ``"none"`` -> None (no color, e.g. no backing box)."""
+    if text.lower() == "none":
+        return None
+    named = {"black": (0, 0, 0), "white": (255, 255, 255), "red": (220, 0, 0), "yellow": (255, 220, 0)}
+    if text.lower() in named:
+        return named[text.lower()]
+    try:
+        parts = [int(p) for p in text.split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) != 3 or not all(0 <= p <= 255 for p in parts):
+        raise ValueError(f"color {text!r}: write a name (black, white, red, yellow), R,G,B or none")
+    return tuple(parts)
 
 
 class WordSource:

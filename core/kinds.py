@@ -66,9 +66,18 @@ class ImageSourceFactory(PluginObject):
 
 
 class Visualizer(PluginObject):
-    """Renders feature visualizations for units (batched: one image per unit)."""
+    """Renders feature visualizations for units (batched: one image per unit).
+
+    ``targets`` says what ``visualize`` takes: ``"unit"`` (``layer4.0:17``), ``"direction"``
+    (:class:`~mmneurons.units.Direction`) or ``"text"`` (a prompt).
+    """
 
     kind = "visualizer"
+    targets: tuple[str, ...] = ("unit",)
+
+    def accepts(self, target_kind: str) -> bool:
+        """Whether ``visualize`` takes targets of this kind."""
+        return target_kind in self.targets
 
     @abc.abstractmethod
     def visualize(self, model: "ClipModel", units: Sequence, params: dict, progress: Progress = no_progress) -> list:
@@ -89,12 +98,28 @@ class Attributor(PluginObject):
         """Return the configured ``captum.attr.Attribution`` object for ``target``."""
 
 
+#: what a probe's ``run`` can take as its target
+PROBE_TARGETS = ("unit", "layer", "text", "class")
+#: what a probe reads: an image source (required), a word list (optional, the probe has a default), nothing
+PROBE_SOURCES = ("images", "words", "none")
+
+
 class Probe(PluginObject):
-    """Analyses a unit or a layer over an image source or a word list."""
+    """Analyses a unit or a layer over an image source or a word list.
+
+    ``targets`` says what ``run`` accepts: ``"unit"`` (``layer4.0:17``), ``"layer"`` (``layer4.0``),
+    ``"text"`` (a word or prompt) or ``"class"`` (a zero-shot class or ``prompt:...`` target);
+    ``source`` says what it reads (see :data:`PROBE_SOURCES`). The app uses both to offer each
+    probe where it fits and to show an image-source picker only where one is needed.
+    """
 
     kind = "probe"
-    #: what ``run`` takes as its target: "unit", "layer" or "text"
-    target_kind: str = "unit"
+    targets: tuple[str, ...] = ("unit",)
+    source: str = "images"
+
+    def accepts(self, target_kind: str) -> bool:
+        """Whether ``run`` takes a target of this kind (one of :data:`PROBE_TARGETS`)."""
+        return target_kind in self.targets
 
     @abc.abstractmethod
     def run(self, model: "ClipModel", target: Any, source: Any, params: dict, progress: Progress = no_progress) -> Any:

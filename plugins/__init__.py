@@ -12,4 +12,5 @@ DEFAULT_PLUGINS = {
     "captum_attr": "mmneurons.plugins.captum_attr",
     "lucent_vis": "mmneurons.plugins.lucent_vis",
     "probes": "mmneurons.plugins.probes",
+    "app": "mmneurons.plugins.ui.plugin",
 }

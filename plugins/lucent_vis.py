@@ -358,6 +358,7 @@ class NegativeVisualizer(LucentVisualizer):
 class DirectionVisualizer(LucentVisualizer):
     name = "direction"
     description = "Maximize the projection on a direction in a layer's channel space (Lucent's channel_weight)."
+    targets = ("direction",)
 
     def jobs(self, model, targets, values):
         jobs = []
@@ -390,6 +391,7 @@ def text_direction(model: ClipModel, prompt: str, layer: str) -> Direction:
 class TextDirectionVisualizer(DirectionVisualizer):
     name = "text_direction"
     description = "Maximize the direction in which a text prompt's image-text logit grows at a layer."
+    targets = ("text",)
     extra_params = (Param("layer", "str", "auto", help="layer of the direction ('auto': the last block)"),)
 
     def jobs(self, model, targets, values):

@@ -40,7 +40,7 @@ def category_histogram(values: np.ndarray, categories: list[str], bins: int) -> 
 class ActivationByCategoryProbe(Probe):
     name = "activation_by_category"
     description = "A unit's activations binned from most negative to most positive, counted by image category."
-    target_kind = "unit"
+    targets = ("unit",)
     params = (Param("bins", "int", 10, min=1, max=1000, help="equal-width activation bins"),
               Param("batch_size", "int", 64, min=1, help="images per forward pass"))
 

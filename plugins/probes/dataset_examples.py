@@ -22,7 +22,7 @@ from mmneurons.units import Unit
 class DatasetExamplesProbe(Probe):
     name = "dataset_examples"
     description = "Top-k and bottom-k images of a unit (with where it fired), or of every unit of a layer."
-    target_kind = "unit"
+    targets = ("unit", "layer")
     params = (Param("k", "int", 12, min=1, max=10_000, help="images per end"),
               Param("reduce", "str", "mean", choices=("mean", "max"), help="spatial reduction of the unit's map"),
               Param("batch_size", "int", 32, min=1, help="images per forward pass"),

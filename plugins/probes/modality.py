@@ -62,7 +62,7 @@ class ModalityProbe(Probe):
     name = "modality"
     description = ("Literal / symbolic / text test: activation per (concept, modality) and a multimodality "
                    "score per unit; a whole layer ranked by it.")
-    target_kind = "layer"
+    targets = ("layer", "unit")
     params = (Param("z_min", "float", 1.5, min=0.0, help="z-score a unit's top concept needs in every modality"),
               Param("top", "int", 20, min=1, help="units to list in the ranking"),
               Param("batch_size", "int", 64, min=1, help="images per forward pass"))

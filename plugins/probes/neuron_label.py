@@ -39,7 +39,7 @@ def soft_wpmi(acts: np.ndarray, p_concept_given_image: np.ndarray, k: int, lam: 
 class NeuronLabelProbe(Probe):
     name = "neuron_label"
     description = "Label units with concept words by soft-WPMI between their top images and the words (CLIP-Dissect)."
-    target_kind = "unit"
+    targets = ("unit", "layer")
     params = (Param("concepts", "str", help="comma-separated concept words, or @FILE with one per line"),
               Param("template", "str", "{}", help="prompt template for the concept words"),
               Param("k", "int", 20, min=1, help="top images per unit"),

@@ -38,7 +38,8 @@ def prompt_scores(model: ClipModel, prompt: str, layer: str, neutral: str = "gra
 class NeuronSearchProbe(Probe):
     name = "neuron_search"
     description = "Text prompt -> units of a layer ranked by how strongly they drive its image-text logit."
-    target_kind = "text"
+    targets = ("text",)
+    source = "none"
     params = (Param("layer", "str", "auto", help="layer to search ('auto': the last block)"),
               Param("top", "int", 20, min=1, max=100_000, help="units to list"),
               Param("neutral", "str", "gray", choices=("gray", "black", "white"), help="the neutral image"))

@@ -27,7 +27,8 @@ def default_words(n: int) -> list[str]:
 class RenderedWordsProbe(Probe):
     name = "rendered_words"
     description = "Words rendered as images, ranked by how much they activate a unit (or each unit of a layer)."
-    target_kind = "unit"
+    targets = ("unit", "layer")
+    source = "words"
     params = (Param("top", "int", 20, min=1, help="words to list per unit"),
               Param("centered", "bool", True, help="report values minus the mean over all words"),
               Param("n_words", "int", 10_000, min=1, max=100_000, help="size of the default word list (wordfreq)"),

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from mmneurons.activations import layer_hooks, reduce_spatial
-from mmneurons.images import ImageLoadError, font, to_pil
+from mmneurons.images import ImageLoadError, parse_color, to_pil, write_text
 from mmneurons.kinds import Probe, Progress, no_progress
 from mmneurons.models import ClipModel
 from mmneurons.params import Param, resolve_params
@@ -22,46 +22,10 @@ from mmneurons.results import ProbeResult
 POSITIONS = ((0.2, 0.2), (0.5, 0.2), (0.8, 0.2), (0.2, 0.5), (0.8, 0.5), (0.2, 0.8), (0.5, 0.8), (0.8, 0.8))
 
 
-def write_text(image, text: str, position: tuple[float, float], *, size: float = 0.2,
-               color=(0, 0, 0), box: tuple | None = (255, 255, 255)):
-    """``image`` with ``text`` written centered at ``position`` (fractions of the side), the font
-    ``size`` a fraction of the image height, on a backing ``box`` color (None: no box); kept inside."""
-    from PIL import ImageDraw
-
-    out = image.convert("RGB").copy()
-    draw = ImageDraw.Draw(out)
-    f = font("DejaVuSans-Bold.ttf", max(6, int(size * out.height)))
-    left, top, right, bottom = draw.textbbox((0, 0), text, font=f)
-    w, h = right - left, bottom - top
-    pad = max(1, h // 5)
-    cx = min(max(position[0] * out.width, w / 2 + pad), out.width - w / 2 - pad)
-    cy = min(max(position[1] * out.height, h / 2 + pad), out.height - h / 2 - pad)
-    x0, y0 = cx - w / 2, cy - h / 2
-    if box is not None:
-        draw.rectangle([x0 - pad, y0 - pad, x0 + w + pad, y0 + h + pad], fill=tuple(box))
-    draw.text((x0 - left, y0 - top), text, font=f, fill=tuple(color))
-    return out
-
-
-def _rgb(text: str) -> tuple[int, int, int] | None:
-    if text.lower() == "none":
-        return None
-    named = {"black": (0, 0, 0), "white": (255, 255, 255), "red": (220, 0, 0), "yellow": (255, 220, 0)}
-    if text.lower() in named:
-        return named[text.lower()]
-    try:
-        parts = [int(p) for p in text.split(",")]
-    except ValueError:
-        parts = []
-    if len(parts) != 3 or not all(0 <= p <= 255 for p in parts):
-        raise ValueError(f"color {text!r}: write a name (black, white, red, yellow), R,G,B or none")
-    return tuple(parts)
-
-
 class TypographicAttackProbe(Probe):
     name = "typographic_attack"
     description = "Write a word on images: zero-shot predictions before and after, success rate, pixels changed."
-    target_kind = "text"
+    targets = ("text",)
     params = (Param("labels", "str", help="comma-separated class labels; the attack word must be one of them"),
               Param("templates", "str", "", help="prompt templates separated by '|' (default: the model's)"),
               Param("size", "float", 0.2, min=0.02, max=1.0, help="font height as a fraction of the image"),
@@ -83,7 +47,7 @@ class TypographicAttackProbe(Probe):
         if source is None or len(source) == 0:
             raise ImageLoadError("typographic attack: give images to attack (--images or --source)")
         templates = [t for t in values["templates"].split("|") if t.strip()] or None
-        color, box = _rgb(values["color"]), _rgb(values["box"])
+        color, box = parse_color(values["color"]), parse_color(values["box"])
         layer = model.resolve_layer(values["layer"])
         classifier = model.zero_shot_classifier(labels, templates)
         target_index = labels.index(word)

@@ -14,7 +14,8 @@ from mmneurons.plugins.demo.data import CONCEPTS
 from mmneurons.plugins.demo.plugin import ASSETS
 from mmneurons.plugins.probes.activation_by_category import category_histogram
 from mmneurons.plugins.probes.neuron_label import soft_wpmi
-from mmneurons.plugins.probes.typographic_attack import POSITIONS, write_text
+from mmneurons.images import write_text
+from mmneurons.plugins.probes.typographic_attack import POSITIONS
 
 
 @pytest.fixture(scope="module")

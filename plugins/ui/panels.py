@@ -1,0 +1,155 @@
+"""The one way the app runs a plugin: parameter widgets from its ``params``, a cached result when
+there is one, otherwise a button, then ``st.status`` with a progress bar fed by the plugin's
+progress callback. A plugin that raises (or whose renderer raises) shows an error that names the
+plugin and its package, and the rest of the page goes on."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from typing import Any, Callable, Sequence
+
+import streamlit as st
+
+from mmneurons.kinds import Progress
+from mmneurons.models import ClipModel
+
+from . import state
+from .cache import result_key
+from .downloads import downloads_for
+from .widgets import param_widgets, resolved
+
+
+def who(obj: Any) -> str:
+    """``probe 'modality' (plugin 'probes')``: how errors name a plugin object."""
+    plugin = getattr(obj, "_mmneurons_plugin", None)
+    dist = ""
+    if plugin:
+        info = next((i for i in state.registry().plugins() if i.name == plugin), None)
+        if info is not None and info.distribution:
+            dist = f", {info.distribution} {info.version}"
+    return f"{getattr(obj, 'kind', 'plugin')} '{getattr(obj, 'name', obj)}'" + (f" (plugin '{plugin}'{dist})" if plugin else "")
+
+
+def show_error(obj: Any, exc: BaseException, what: str = "failed") -> None:
+    st.error(f"{who(obj)} {what}: {type(exc).__name__}: {exc}")
+    with st.expander("traceback"):
+        st.code("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)), language="text")
+
+
+def usable(objects: Sequence[Any], model: ClipModel) -> list[Any]:
+    """The plugin objects that say they support ``model``; a raising ``supports`` is shown, not fatal."""
+    out = []
+    for obj in objects:
+        try:
+            if obj.supports(model):
+                out.append(obj)
+        except Exception as exc:  # noqa: BLE001
+            show_error(obj, exc, "could not say whether it supports this model")
+    return out
+
+
+def run_with_progress(obj: Any, call: Callable[[Progress], Any]) -> Any | None:
+    """``call(progress)`` inside ``st.status`` with a progress bar; None after showing an error."""
+    label = who(obj)
+    error: BaseException | None = None
+    with st.status(f"Running {label} ...", expanded=True) as status:
+        bar = st.progress(0.0, text="starting")
+        last = [0.0]
+
+        def progress(done: int, total: int, message: str = "") -> None:
+            now = time.monotonic()
+            if now - last[0] < 0.1 and done < total:
+                return  # at most ten updates a second reach the browser
+            last[0] = now
+            fraction = min(1.0, done / total) if total else 0.0
+            bar.progress(fraction, text=f"{message} ({done}/{total})" if total else message)
+
+        start = time.perf_counter()
+        try:
+            result = call(progress)
+        except Exception as exc:  # noqa: BLE001 - shown with the plugin's name below
+            error = exc
+            status.update(label=f"{label} failed", state="error", expanded=False)
+        else:
+            status.update(label=f"{label}: done in {time.perf_counter() - start:.1f} s", state="complete",
+                          expanded=False)
+    if error is not None:
+        show_error(obj, error)
+        return None
+    return result
+
+
+def renderer_for(result: Any) -> Any | None:
+    """The renderer of a result: one registered for ``probe:<name>`` first, then for its kind."""
+    by_kind = {r.result_kind: r for r in state.registry().renderers()}
+    kind = getattr(result, "kind", type(result).__name__)
+    probe = getattr(result, "probe", None)
+    for candidate in ([f"{kind}:{probe}"] if probe else []) + [kind]:
+        if candidate in by_kind:
+            return by_kind[candidate]
+    return None
+
+
+def show_result(result: Any, key: str, *, downloads: bool = True) -> None:
+    """Draw one result with its renderer, then its download buttons."""
+    renderer = renderer_for(result)
+    if renderer is None:
+        st.warning(f"no renderer is registered for results of kind '{getattr(result, 'kind', '?')}'; "
+                   "showing the downloads only")
+    else:
+        try:
+            renderer.render(result, st)
+        except Exception as exc:  # noqa: BLE001
+            show_error(renderer, exc, "could not draw this result")
+    if downloads:
+        download_row(result, key)
+
+
+def download_row(result: Any, key: str) -> None:
+    stem = "-".join(str(getattr(result, f, "")) for f in ("probe", "method", "target") if getattr(result, f, ""))
+    items = downloads_for(result, stem or getattr(result, "kind", "result"))
+    for col, (i, item) in zip(st.columns(len(items)), enumerate(items)):
+        col.download_button(item.label, item.data, file_name=item.filename, mime=item.mime,
+                            key=f"{key}.download.{i}", on_click="ignore", width="stretch")
+
+
+def show_results(results: Any, key: str, columns: int = 1) -> None:
+    items = results if isinstance(results, list) else [results]
+    if columns <= 1 or len(items) == 1:
+        for i, item in enumerate(items):
+            show_result(item, f"{key}.{i}")
+        return
+    for start in range(0, len(items), columns):
+        for col, (i, item) in zip(st.columns(columns), enumerate(items[start:start + columns], start)):
+            with col:
+                show_result(item, f"{key}.{i}")
+
+
+def plugin_panel(obj: Any, model: ClipModel, target: Any, run: Callable[[dict, Progress], Any], *, key: str,
+                 source_key: str | None = None, defaults: dict | None = None, columns: int = 1,
+                 run_label: str = "Run") -> Any | None:
+    """Parameters, cached result or run button, progress, result and downloads for one plugin."""
+    if obj.description:
+        st.caption(obj.description)
+    with st.expander("parameters"):
+        values = param_widgets(obj.params, key, defaults=defaults)
+    params = resolved(obj.params, values, owner=f"{obj.kind} '{obj.name}'")
+    if params is None:
+        return None
+    cache_key = result_key(model.model_id, obj.kind, obj.name, target, params, source_key)
+    cache = state.results()
+    result = cache.get(cache_key)
+    if result is None and st.button(f"{run_label} {obj.name}", key=f"{key}.run", type="primary"):
+        start = time.perf_counter()
+        result = run_with_progress(obj, lambda progress: run(params, progress))
+        if result is not None:
+            cache.put(cache_key, result)
+            st.session_state[f"{key}.took"] = (cache_key, time.perf_counter() - start)
+            st.rerun()  # draw the page again from the cache: result in place of the button
+    if result is not None:
+        took = st.session_state.get(f"{key}.took")
+        if took and took[0] == cache_key:
+            st.caption(f"computed in {took[1]:.1f} s · cached for every session until the app restarts")
+        show_results(result, key, columns=columns)
+    return result

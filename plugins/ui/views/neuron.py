@@ -1,0 +1,45 @@
+"""Neuron: everything the registered plugins can say about one unit (URL: ?model=&layer=&unit=)."""
+
+import streamlit as st
+
+from mmneurons.plugins.ui import panels, state, widgets
+
+st.title("Neuron")
+model = widgets.model_picker()
+if model is None:
+    st.stop()
+layer = widgets.layer_picker(model)
+channel = widgets.unit_picker(model, layer)
+source, source_key = widgets.source_picker()
+unit = f"{layer}:{channel}"
+st.subheader(unit)
+st.caption(f"{model.model_id} · layer {layer} {model.layer_info(layer).shape} · the address bar holds this "
+           "view (model, layer, unit): copy it to share")
+
+registry = state.registry()
+st.markdown("#### Feature visualization")
+visualizers = [v for v in panels.usable(registry.visualizers(), model) if v.accepts("unit")]
+if not visualizers:
+    st.info("No feature visualization plugin is installed.")
+for tab, vis in zip(st.tabs([v.name for v in visualizers]) if visualizers else [], visualizers):
+    with tab:
+        panels.plugin_panel(vis, model, unit, lambda params, progress, vis=vis: vis.visualize(model, [unit], params,
+                                                                                             progress),
+                            key=f"neuron.vis.{vis.name}", columns=4, run_label="Render")
+
+st.markdown("#### Probes")
+probes = [p for p in panels.usable(registry.probes(), model) if p.accepts("unit")]
+if not probes:
+    st.info("No probe for single units is installed.")
+for tab, probe in zip(st.tabs([p.name for p in probes]) if probes else [], probes):
+    with tab:
+        needs_images = probe.source == "images"
+        if needs_images and source is None:
+            st.info(f"{probe.name} reads images: choose an image source in the sidebar.")
+            continue
+        panels.plugin_panel(
+            probe, model, unit,
+            lambda params, progress, probe=probe, needs_images=needs_images: probe.run(
+                model, unit, source if needs_images else None, params, progress),
+            key=f"neuron.probe.{probe.name}", source_key=source_key if needs_images else None,
+            defaults=widgets.context_defaults(probe, source))

@@ -1,0 +1,78 @@
+"""Typographic attack: write text on an image and watch the zero-shot prediction follow it; then
+the full protocol (every image of the source, fixed positions) with the "text" probes that read images."""
+
+import streamlit as st
+import torch
+
+from mmneurons.images import parse_color, write_text
+from mmneurons.plugins.ui import panels, state, widgets
+
+st.title("Typographic attack")
+model = widgets.model_picker()
+if model is None:
+    st.stop()
+source, source_key = widgets.source_picker()
+categories = widgets.source_categories(source)
+labels_text = st.text_input("Class labels (comma-separated)", ", ".join(categories) or "cat, dog, car",
+                            key="typo.labels", help="the zero-shot classifier's classes")
+labels = [x.strip() for x in labels_text.split(",") if x.strip()]
+if len(labels) < 2:
+    st.info("Give at least two class labels.")
+    st.stop()
+
+image_col, edit_col = st.columns([1, 1])
+with image_col:
+    image, image_id = widgets.image_picker(source, "typo.image")
+if image is None:
+    st.stop()
+with edit_col:
+    text = st.text_input("Text to write", labels[1] if len(labels) > 1 else labels[0], key="typo.text")
+    x = st.slider("Position, left to right", 0.0, 1.0, 0.5, 0.05, key="typo.x")
+    y = st.slider("Position, top to bottom", 0.0, 1.0, 0.8, 0.05, key="typo.y")
+    size = st.slider("Text height (fraction of the image)", 0.02, 1.0, 0.2, 0.01, key="typo.size")
+    color = st.text_input("Text color", "black", key="typo.color", help="a name (black, white, red, yellow) or R,G,B")
+    box = st.text_input("Box color", "white", key="typo.box", help="backing box: a color, or none")
+try:
+    attacked = write_text(image.resize((model.image_size, model.image_size)), text, (x, y), size=size,
+                          color=parse_color(color) or (0, 0, 0), box=parse_color(box)) if text else image
+except ValueError as exc:
+    st.error(str(exc))
+    st.stop()
+
+
+def zero_shot(images, labels):
+    """Class probabilities of each image (the model's templates, its logit scale)."""
+    with torch.inference_mode(), model.lock:
+        classifier = model.zero_shot_classifier(labels)
+        pixels = torch.stack([model.pixels(im) for im in images]).to(model.device)
+        logits = model.logit_scale * model.encode_image(pixels) @ classifier
+        return logits.softmax(dim=1).float().cpu().numpy()
+
+
+try:
+    probs = zero_shot([image, attacked], labels)
+except Exception as exc:  # noqa: BLE001 - e.g. a label the demo tokenizer cannot encode
+    st.error(f"zero-shot classification failed: {type(exc).__name__}: {exc}")
+    st.stop()
+before, after = labels[int(probs[0].argmax())], labels[int(probs[1].argmax())]
+st.markdown(f"Prediction: **{before}** → **{after}**" + ("" if before != after else " (unchanged)"))
+cols = st.columns(2)
+for col, im, p, title in zip(cols, (image, attacked), probs, ("before", "after")):
+    with col:
+        st.image(im.resize((256, 256)), caption=title)
+        top = p.argsort()[::-1][:5]
+        st.dataframe([{"class": labels[i], "probability": float(p[i])} for i in top], hide_index=True,
+                     width="stretch")
+
+probes = [p for p in panels.usable(state.registry().probes(), model) if p.accepts("text") and p.source == "images"]
+if probes:
+    st.markdown("#### The full protocol over the image source")
+for tab, probe in zip(st.tabs([p.name for p in probes]) if probes else [], probes):
+    with tab:
+        if source is None:
+            st.info("Choose an image source in the sidebar.")
+            continue
+        panels.plugin_panel(probe, model, text, lambda params, progress, p=probe: p.run(model, text, source, params,
+                                                                                         progress),
+                            key=f"typo.probe.{probe.name}", source_key=source_key,
+                            defaults=widgets.context_defaults(probe, source, labels=", ".join(labels)))

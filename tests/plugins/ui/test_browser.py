@@ -1,0 +1,210 @@
+"""The app in a real browser: `streamlit run streamlit_app.py` on a free loopback port, every page
+opened in headless Chromium (Debian's, driven by Playwright), each script run awaited, the key
+elements checked after the clicks a user would make, and a screenshot of every page saved.
+
+Screenshots go to a temporary folder, or to MMNEURONS_SCREENSHOT_DIR (the README's pictures are
+made with MMNEURONS_SCREENSHOT_DIR=docs/img). `.ci/run` runs this test like every other one; it
+fails, not skips, when Chromium is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+#: a multimodal unit of the demo model (modality probe: "star" in photo, drawing and text)
+STAR_UNIT = 489
+
+
+def chromium_path() -> str:
+    path = os.environ.get("MMNEURONS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        pytest.fail("the browser test needs Chromium: `apt-get install chromium` (Debian) or set MMNEURONS_CHROMIUM "
+                    "to a Chromium or Chrome binary; the README's test command installs it")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    port = free_port()
+    log = tmp_path_factory.mktemp("app") / "streamlit.log"
+    env = {**os.environ, "MMNEURONS_LOAD_ENTRYPOINTS": "0", "MMNEURONS_OFFLINE": "1", "MMNEURONS_DEVICE": "cpu"}
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"), "--server.headless", "true",
+             "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
+             "--server.fileWatcherType", "none"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not come up on {url}:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium_path(), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"])
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    folder = Path(os.environ.get("MMNEURONS_SCREENSHOT_DIR") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    yield pg
+    context.close()
+
+
+def settle(page, timeout: float = 240) -> None:
+    """Wait until the app is drawn and no script run is in progress (twice, to step over the
+    moment between a click and the run it starts)."""
+    page.wait_for_selector("[data-testid='stApp']", timeout=60_000)
+    for _ in range(2):
+        page.wait_for_timeout(700)
+        page.wait_for_function(
+            "() => !document.querySelector(\"[data-testid='stStatusWidget']\")"
+            " && !document.querySelector(\"[data-testid='stSkeleton']\")",
+            timeout=timeout * 1000)
+    page.wait_for_timeout(300)
+
+
+def main(page):
+    return page.locator("[data-testid='stMain']")
+
+
+def click(page, name: str, role: str = "button") -> None:
+    main(page).get_by_role(role, name=name, exact=True).first.click()
+    settle(page)
+
+
+def snap(page, path: Path) -> None:
+    """A screenshot of the whole page: the window is made as tall as the app's scrolled content."""
+    height = page.evaluate("document.querySelector(\"[data-testid='stMain']\").scrollHeight")
+    page.set_viewport_size({"width": 1400, "height": max(800, min(int(height), 6000))})
+    page.evaluate("document.querySelector(\"[data-testid='stMain']\").scrollTo(0, 0)")
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(path))
+
+
+def no_failures(page) -> None:
+    assert page.locator("[data-testid='stException']").count() == 0, page.inner_text("[data-testid='stMain']")
+    text = page.inner_text("[data-testid='stMain']")
+    assert " failed:" not in text and "Could not load model" not in text, text[:3000]
+
+
+def open_page(page, url: str) -> None:
+    page.goto(url)
+    settle(page)
+    no_failures(page)
+
+
+def test_neuron_page(page, app_url, shots):
+    open_page(page, f"{app_url}/?model=demo:shapes&layer=layer4.0&unit={STAR_UNIT}")
+    assert main(page).get_by_text(f"layer4.0:{STAR_UNIT}").first.is_visible()
+    # the URL's unit reached the widget, and the widgets come from the plugins' params
+    assert page.get_by_label("Unit (0-511)").input_value() == str(STAR_UNIT)
+    click(page, "Render channel")
+    assert main(page).locator("[data-testid='stImage']").count() >= 1
+    assert main(page).get_by_text("activation").first.is_visible()
+    click(page, "modality", role="tab")
+    click(page, "Run modality")
+    no_failures(page)
+    assert main(page).get_by_text("top concept").first.is_visible()
+    assert main(page).get_by_text("star").first.is_visible()
+    snap(page, shots / "app-neuron.png")
+
+
+def test_layer_page(page, app_url, shots):
+    open_page(page, f"{app_url}/layer?model=demo:shapes&layer=layer4.0")
+    click(page, "Run modality")
+    click(page, "Render thumbnails for 24 units")
+    no_failures(page)
+    cards = page.locator("[data-testid='stMain'] [data-testid='stImage']")
+    assert cards.count() >= 24
+    snap(page, shots / "app-layer.png")
+    click(page, "Open unit")  # the top unit by multimodality score
+    assert main(page).get_by_role("heading", name="Neuron").is_visible()
+    assert page.get_by_label("Unit (0-511)").input_value() == "257"
+
+
+def test_search_page(page, app_url, shots):
+    open_page(page, f"{app_url}/search?model=demo:shapes&q=star")
+    click(page, "Search with neuron_search")
+    # thumbnails the layer test rendered are cached for every session: only the rest are left to render
+    render = main(page).get_by_role("button", name=re.compile(r"^Render thumbnails for \d+ units$"))
+    if render.count():
+        render.first.click()
+        settle(page)
+    no_failures(page)
+    assert main(page).locator("[data-testid='stImage']").count() >= 12
+    assert main(page).get_by_role("button", name="Open unit", exact=True).count() == 12
+    snap(page, shots / "app-search.png")
+
+
+def test_attribution_page(page, app_url, shots):
+    open_page(page, f"{app_url}/attribution?model=demo:shapes")
+    click(page, "Attribute with ig")
+    no_failures(page)
+    assert page.get_by_text("convergence delta").first.is_visible()
+    snap(page, shots / "app-attribution.png")
+
+
+def test_typographic_page(page, app_url, shots):
+    open_page(page, f"{app_url}/typographic?model=demo:shapes")
+    assert main(page).get_by_text("Prediction:").first.is_visible()
+    click(page, "Run typographic_attack")
+    no_failures(page)
+    assert page.get_by_text("success rate").first.is_visible()
+    snap(page, shots / "app-typographic.png")
+
+
+def test_plugins_page(page, app_url, shots):
+    open_page(page, f"{app_url}/plugins")
+    assert page.get_by_text("Every plugin loaded and every hook answered.").is_visible()
+    snap(page, shots / "app-plugins.png")
