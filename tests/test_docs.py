@@ -19,7 +19,7 @@ def test_every_hook_is_documented_with_its_signature():
 
 
 def test_ci_runs_the_readme_test_command():
-    commands = re.findall(r"^(python3 .*pytest)$", README, flags=re.M)
+    commands = re.findall(r"^(.*python3 -m pip install -q uv && uv run --extra test pytest)$", README, flags=re.M)
     assert len(commands) == 1
     assert commands[0] in (ROOT / ".ci" / "run").read_text()
 
@@ -49,3 +49,11 @@ def test_readme_captum_example_runs(registry):
     delta, total = float(namespace["delta"]), float(namespace["attributions"].sum())
     gap = total - delta  # Captum's delta = sum of attributions - (f(x) - f(baseline))
     assert abs(gap) > 0.1 and abs(delta) < 0.05 * abs(gap), (delta, gap)
+
+
+def test_readme_main_command_starts_the_app_and_pictures_exist():
+    assert re.search(r"^python3 -m pip install -q uv && uv run mmneurons app$", README, flags=re.M)
+    pictures = re.findall(r"\(docs/img/(app-\w+\.png)\)", README)
+    assert {f"app-{p}.png" for p in ("neuron", "layer", "search", "attribution", "typographic", "plugins")} <= set(pictures)
+    for picture in pictures:
+        assert (ROOT / "docs" / "img" / picture).stat().st_size > 10_000, picture

@@ -47,6 +47,10 @@ class ResultCache:
         with self._lock:
             return key in self._items
 
+    def values(self) -> list[Any]:
+        with self._lock:
+            return list(self._items.values())
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._items)

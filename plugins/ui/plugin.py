@@ -144,7 +144,7 @@ def app_command(model, host, port, max_upload_mb, headless, streamlit_args) -> N
     """
     from . import APP_SCRIPT
 
-    env = dict(os.environ)
+    env = dict(os.environ, MMNEURONS_MAX_UPLOAD_MB=str(max_upload_mb))
     if model:
         env["MMNEURONS_DEFAULT_MODEL"] = model
     cmd = [sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT), "--server.address", host,

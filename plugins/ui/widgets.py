@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from typing import Any, Sequence
 
 import streamlit as st
@@ -15,9 +16,16 @@ from mmneurons.params import Param, ParamError, resolve_params
 
 from . import state
 
-#: image types accepted for upload, and the per-file limit (the server's own limit is set by `mmneurons app`)
+#: image types accepted for upload
 UPLOAD_TYPES = ("png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff")
-UPLOAD_MAX_MB = 20
+
+
+def upload_limit_mb() -> int:
+    """The per-file upload limit: `mmneurons app --max-upload-mb` (MMNEURONS_MAX_UPLOAD_MB), default 20."""
+    try:
+        return max(1, int(os.environ.get("MMNEURONS_MAX_UPLOAD_MB", "20")))
+    except ValueError:
+        return 20
 
 
 def _initial(key: str, name: str, default: Any, convert=str) -> None:
@@ -179,12 +187,13 @@ def source_picker(key: str = "w.source", container: Any = None) -> tuple[Any, st
 
 def image_picker(source: Any, key: str) -> tuple[Any, str] | tuple[None, None]:
     """An uploaded image (size-limited, fully decoded and checked) or one from the image source."""
+    limit = upload_limit_mb()
     upload = st.file_uploader("Upload an image", type=list(UPLOAD_TYPES), key=f"{key}.upload",
-                              max_upload_size=UPLOAD_MAX_MB, help=f"at most {UPLOAD_MAX_MB} MB")
+                              max_upload_size=limit, help=f"at most {limit} MB")
     if upload is not None:
-        data = upload.getvalue()
-        if len(data) > UPLOAD_MAX_MB * 2**20:
-            st.error(f"{upload.name}: {len(data) / 2**20:.1f} MB is over the {UPLOAD_MAX_MB} MB limit")
+        data = upload.getvalue()  # the server enforces the limit too; this also covers other front ends
+        if len(data) > limit * 2**20:
+            st.error(f"{upload.name}: {len(data) / 2**20:.1f} MB is over the {limit} MB limit")
             return None, None
         try:
             return decode_image(data, upload.name), upload.name

@@ -1,0 +1,328 @@
+"""Every page of the app under Streamlit's AppTest, on the embedded demo model: no exception, the
+widgets generated from plugin params, URL state, results drawn and cached, and a failing plugin
+shown as an error that names it while the rest of the page keeps working."""
+
+from __future__ import annotations
+
+import io
+import types
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from mmneurons.hookspecs import hookimpl
+from mmneurons.kinds import Attributor, Probe, Renderer
+from mmneurons.plugins.ui import app as router
+from mmneurons.plugins.ui import state
+from mmneurons.registry import PluginRegistry, get_registry, reset_registry
+from mmneurons.results import ProbeResult
+
+ROOT = Path(__file__).resolve().parents[3]
+pytestmark = pytest.mark.slow
+
+
+def page_path(slug: str) -> str:
+    return str(router.page_file(slug))
+
+
+@pytest.fixture
+def app():
+    """A fresh app session with an empty result cache (models stay loaded between tests)."""
+    state.results().clear()
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=300)
+    at.query_params["model"] = "demo:shapes"
+    return at
+
+
+def open_page(at: AppTest, slug: str) -> AppTest:
+    if not at._tree:  # the first run registers the pages
+        at.run()
+    at.switch_page(page_path(slug)).run()
+    return at
+
+
+def ok(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def button(at: AppTest, label: str):
+    found = [b for b in at.button if b.label == label]
+    assert found, f"no button {label!r}; buttons: {[b.label for b in at.button]}"
+    return found[0]
+
+
+def widget(at: AppTest, key: str):
+    """The widget with ``key`` of whichever type it is."""
+    for kind in ("number_input", "text_input", "checkbox", "selectbox"):
+        found = [w for w in getattr(at, kind) if w.key == key]
+        if found:
+            return found[0]
+    raise AssertionError(f"no widget with key {key!r}")
+
+
+@pytest.mark.parametrize("slug", [slug for slug, _, _ in router.PAGES])
+def test_every_page_runs_cleanly(app, slug):
+    open_page(app, slug)
+    ok(app)
+    title = dict((s, t) for s, t, _ in router.PAGES)[slug]
+    assert app.title[0].value == title
+
+
+def test_neuron_page_has_a_widget_for_every_param_of_every_unit_plugin(app):
+    open_page(app, "neuron")
+    ok(app)
+    registry = get_registry()
+    model = state._load_model("demo:shapes", "auto")
+    checked = 0
+    for kind, objects in (("vis", registry.visualizers()), ("probe", registry.probes())):
+        for obj in objects:
+            if not obj.accepts("unit") or not obj.supports(model):
+                continue
+            assert any(b.label.endswith(f" {obj.name}") for b in app.button), obj.name
+            for param in obj.params:
+                w = widget(app, f"neuron.{kind}.{obj.name}.{param.name}")
+                if param.default is not None:
+                    assert w.value == param.default, (obj.name, param.name, w.value)
+                checked += 1
+    assert checked > 40
+
+
+def test_url_sets_the_unit_and_follows_the_pickers(app):
+    app.query_params.update({"layer": "layer4.0", "unit": "489"})
+    open_page(app, "neuron")
+    ok(app)
+    assert app.session_state["w.unit"] == 489
+    assert app.subheader[0].value == "layer4.0:489"
+    app.number_input(key="w.unit").set_value(7).run()
+    assert app.query_params["unit"] == ["7"] or app.query_params["unit"] == "7"
+    assert app.subheader[0].value == "layer4.0:7"
+
+
+def test_a_bad_unit_in_the_url_is_reported_not_raised(app):
+    app.query_params.update({"layer": "layer4.0", "unit": "99999"})
+    app.run()  # the Neuron page is the default one
+    assert not app.exception
+    assert any("does not exist" in w.value for w in app.sidebar.warning)
+    assert app.session_state["w.unit"] == 0
+
+
+def test_probe_result_is_drawn_with_downloads_and_cached(app):
+    app.query_params.update({"layer": "layer4.0", "unit": "489"})
+    open_page(app, "neuron")
+    button(app, "Run modality").click().run()
+    ok(app)
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["top concept"] == "star" and metrics["multimodal"] == "True"
+    labels = [d.label for d in app.get("download_button")]
+    assert {"JSON", "CSV: ranking", "CSV: unit", "PNG", "result folder (zip)"} <= set(labels)
+    # the button is gone: the result comes from the cache, for this and any other session
+    assert "Run modality" not in [b.label for b in app.button]
+    other = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=300)
+    other.query_params.update({"model": "demo:shapes", "layer": "layer4.0", "unit": "489"})
+    other.run()
+    assert "Run modality" not in [b.label for b in other.button]
+    assert any(m.label == "top concept" for m in other.metric)
+
+
+def test_feature_visualization_renders_from_the_page(app):
+    app.query_params.update({"layer": "layer4.0", "unit": "489"})
+    open_page(app, "neuron")
+    widget(app, "neuron.vis.channel.steps").set_value(32)
+    app.run()
+    button(app, "Render channel").click().run()
+    ok(app)
+    assert any(c.value.startswith("activation ") for c in app.caption)
+
+
+def test_unknown_or_offline_model_is_a_message_not_a_trace(app):
+    app.query_params["model"] = "openclip:RN50@openai"
+    open_page(app, "neuron")
+    assert not app.exception
+    message = app.error[0].value
+    assert "Could not load model **openclip:RN50@openai**" in message
+    assert "demo:shapes" in message  # the offline message points at the embedded model
+    other = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=300)
+    other.query_params["model"] = "nosuchprovider:x"
+    other.run()
+    assert not other.exception and "unknown model provider 'nosuchprovider'" in other.error[0].value
+
+
+def test_layer_grid_sorts_by_multimodality_and_opens_a_unit(app):
+    app.query_params["layer"] = "layer4.0"
+    open_page(app, "layer")
+    button(app, "Run modality").click().run()
+    ok(app)
+    cards = [m.value for m in app.markdown if m.value.startswith("**layer4.0:")]
+    assert len(cards) == 24
+    assert cards[0] == "**layer4.0:257**"  # the demo's highest multimodality score (a "ring" unit)
+    button(app, "Open unit").click().run()
+    ok(app)
+    assert app.title[0].value == "Neuron"
+    assert app.session_state["w.unit"] == 257
+
+
+def test_search_ranks_units_for_a_prompt(app):
+    app.query_params["q"] = "star"
+    open_page(app, "search")
+    button(app, "Search with neuron_search").click().run()
+    ok(app)
+    assert len([b for b in app.button if b.label == "Open unit"]) == 12
+    assert app.dataframe, "the ranking table is shown"
+
+
+def test_attribution_of_a_unit_and_of_a_class(app):
+    open_page(app, "attribution")
+    widget(app, "attr.ig.steps").set_value(8)
+    app.run()
+    button(app, "Attribute with ig").click().run()
+    ok(app)
+    assert any("convergence delta" in c.value for c in app.caption)
+    app.radio(key="attr.kind").set_value("class label").run()
+    ok(app)
+    assert app.selectbox(key="attr.label").value == "circle"  # the demo source's first concept
+    widget(app, "attr.probe.unit_contributions.steps").set_value(4)
+    app.run()
+    button(app, "Run unit_contributions").click().run()
+    ok(app)
+    assert any(m.label == "sum over units" for m in app.metric)
+
+
+def _png(color=(255, 0, 0), size=(40, 30)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_uploads_are_validated(app):
+    open_page(app, "attribution")
+    def upload(name, data):
+        app.file_uploader(key="attr.image.upload").set_value((name, data, "image/png")).run()
+
+    upload("broken.png", b"this is not an image")
+    assert not app.exception
+    assert "Cannot use the upload: broken.png: not an image" in app.error[0].value
+    upload("huge.png", b"\0" * (21 * 2**20))
+    assert app.error[0].value == "huge.png: 21.0 MB is over the 20 MB limit"
+    upload("red.png", _png())
+    ok(app)
+    widget(app, "attr.saliency.abs")  # the panels are there for the uploaded image
+    button(app, "Attribute with saliency").click().run()
+    ok(app)
+    maps = [r for value in state.results().values() for r in value if getattr(r, "method", "") == "saliency"]
+    assert [m.image_id for m in maps] == ["red.png"]
+    assert maps[0].image.getpixel((32, 32)) == (255, 0, 0)  # the upload, at the model's input size
+
+
+def test_typographic_attack_flips_the_prediction(app):
+    open_page(app, "typographic")
+    ok(app)
+    # demo image 0 is a red circle; the default text is the second label, "square"
+    assert any(m.value == "Prediction: **circle** → **square**" for m in app.markdown)
+    app.text_input(key="typo.text").set_value("").run()
+    assert any("(unchanged)" in m.value for m in app.markdown)
+    app.text_input(key="typo.color").set_value("purple-ish").run()
+    assert not app.exception
+
+
+# -- a plugin that fails everywhere it can ------------------------------------------------------
+class ExplodingProbe(Probe):
+    name = "explodes"
+    description = "raises when run"
+    source = "none"
+
+    def run(self, model, target, source, params, progress):
+        raise RuntimeError("boom from the probe")
+
+
+class FineProbe(Probe):
+    name = "fine"
+    description = "works, but its renderer raises"
+    source = "none"
+
+    def run(self, model, target, source, params, progress):
+        return ProbeResult(probe=self.name, model_id=model.model_id, target=str(target), summary={"ok": 1})
+
+
+class BrokenRenderer(Renderer):
+    name = "broken_renderer"
+    result_kind = "probe:fine"
+
+    def render(self, result, st):
+        raise ValueError("boom from the renderer")
+
+
+class PickyAttributor(Attributor):
+    name = "picky"
+
+    def supports(self, model):
+        raise RuntimeError("boom from supports")
+
+    def attribute(self, model, images, target, params, progress):  # pragma: no cover - never offered
+        raise AssertionError
+
+    def captum(self, model, target):  # pragma: no cover
+        raise AssertionError
+
+
+def _broken_module() -> types.ModuleType:
+    module = types.ModuleType("broken_ui")
+
+    @hookimpl
+    def mmneurons_probes():
+        return [ExplodingProbe(), FineProbe()]
+
+    @hookimpl
+    def mmneurons_renderers():
+        return [BrokenRenderer()]
+
+    @hookimpl
+    def mmneurons_attributors():
+        return [PickyAttributor()]
+
+    @hookimpl
+    def mmneurons_visualizers():
+        raise RuntimeError("boom from the hook")
+
+    module.__dict__.update(mmneurons_probes=mmneurons_probes, mmneurons_renderers=mmneurons_renderers,
+                           mmneurons_attributors=mmneurons_attributors, mmneurons_visualizers=mmneurons_visualizers)
+    return module
+
+
+@pytest.fixture
+def broken_app(app):
+    registry = PluginRegistry(entry_points=False)
+    registry.register(_broken_module(), name="broken_ui")
+    reset_registry(registry)
+    yield app
+    reset_registry(None)
+
+
+def test_a_failing_plugin_is_named_and_the_page_goes_on(broken_app):
+    app = broken_app
+    open_page(app, "neuron")
+    assert not app.exception
+    button(app, "Run explodes").click().run()
+    assert not app.exception
+    errors = [e.value for e in app.error]
+    assert any("probe 'explodes' (plugin 'broken_ui')" in e and "boom from the probe" in e for e in errors), errors
+    # the built-in plugins on the same page still work
+    assert "Render channel" in [b.label for b in app.button]
+    button(app, "Run fine").click().run()
+    errors = [e.value for e in app.error]
+    assert any("renderer 'broken_renderer' (plugin 'broken_ui') could not draw" in e for e in errors), errors
+    assert "result folder (zip)" in [d.label for d in app.get("download_button")]  # downloads still offered
+    button(app, "Run modality").click().run()
+    assert any(m.label == "top concept" for m in app.metric)
+
+    open_page(app, "attribution")
+    assert not app.exception
+    assert any("attributor 'picky' (plugin 'broken_ui')" in e.value for e in app.error)
+    assert "Attribute with ig" in [b.label for b in app.button]
+
+    open_page(app, "plugins")
+    assert not app.exception
+    assert any("plugin 'broken_ui'" in e.value and "boom from the hook" in e.value for e in app.error)
+    assert any("broken_ui" in str(df.value) for df in app.dataframe)

@@ -1,0 +1,54 @@
+"""The built-in app plugin: its renderers cover every built-in result kind, and `mmneurons app`
+starts Streamlit on the packaged router."""
+
+import subprocess
+
+from click.testing import CliRunner
+from PIL import Image
+
+from mmneurons.cli import main
+from mmneurons.plugins.ui import APP_SCRIPT
+from mmneurons.plugins.ui import plugin as app_plugin
+from mmneurons.plugins.ui.plugin import enlarge, fmt
+
+
+def test_every_builtin_result_kind_has_a_renderer(registry):
+    kinds = {r.result_kind for r in registry.renderers()}
+    assert {"probe", "feature_vis", "attribution_map", "unit_contributions"} <= kinds
+    assert all(r._mmneurons_plugin == "app" for r in registry.renderers())
+
+
+def test_every_probe_and_visualizer_declares_what_it_takes(registry):
+    from mmneurons.kinds import PROBE_SOURCES, PROBE_TARGETS
+
+    for probe in registry.probes():
+        assert probe.targets and set(probe.targets) <= set(PROBE_TARGETS), probe
+        assert probe.source in PROBE_SOURCES, probe
+    for vis in registry.visualizers():
+        assert vis.targets and set(vis.targets) <= {"unit", "direction", "text"}, vis
+
+
+def test_small_images_are_enlarged_without_smoothing():
+    image = Image.new("RGB", (64, 64))
+    image.putpixel((0, 0), (255, 0, 0))
+    big = enlarge(image, 192)
+    assert big.size == (192, 192) and big.getpixel((2, 2)) == (255, 0, 0) and big.getpixel((3, 3)) == (0, 0, 0)
+    assert enlarge(Image.new("RGB", (300, 300)), 192).size == (300, 300)
+    assert fmt(2.71828) == "2.718" and fmt(12345) == "12,345" and fmt(float("nan")) == "n/a" and fmt(True) == "True"
+
+
+def test_app_command_runs_streamlit_on_the_packaged_router(monkeypatch):
+    calls = []
+    monkeypatch.setattr(subprocess, "call", lambda cmd, env: calls.append((cmd, env)) or 0)
+    result = CliRunner().invoke(main, ["app", "--model", "openclip:RN50x4@openai", "--port", "8600",
+                                       "--headless", "--", "--server.runOnSave", "true"])
+    assert result.exit_code == 0, result.output
+    (cmd, env), = calls
+    assert cmd[1:5] == ["-m", "streamlit", "run", str(APP_SCRIPT)] and APP_SCRIPT.is_file()
+    assert cmd[cmd.index("--server.port") + 1] == "8600"
+    assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
+    assert cmd[cmd.index("--server.maxUploadSize") + 1] == "20"
+    assert cmd[-2:] == ["--server.runOnSave", "true"]
+    assert env["MMNEURONS_DEFAULT_MODEL"] == "openclip:RN50x4@openai"
+    assert env["MMNEURONS_MAX_UPLOAD_MB"] == "20"  # the upload widget checks the same limit
+    assert app_plugin.app_command.name == "app"
