@@ -33,7 +33,9 @@ class _StopForward(Exception):
 def layer_hooks(model: "ClipModel", layers: Sequence[str], *, stop: bool = True) -> Iterator[dict]:
     """Hook ``layers`` for one forward pass; yields the dict that fills with canonical outputs.
 
-    Every hook is removed on exit, also when the forward raises.
+    Every hook is removed on exit, also when the forward raises. The model's lock is held from the
+    first hook to the last removal, so another thread's forward pass (another app session on the
+    same shared model) never runs into these hooks.
     """
     layers = list(dict.fromkeys(layers))
     if not layers:
@@ -52,13 +54,14 @@ def layer_hooks(model: "ClipModel", layers: Sequence[str], *, stop: bool = True)
 
         return hook
 
-    try:
-        for name, module in modules.items():
-            handles.append(module.register_forward_hook(make_hook(name)))
-        yield store
-    finally:
-        for handle in handles:
-            handle.remove()
+    with model.lock:
+        try:
+            for name, module in modules.items():
+                handles.append(module.register_forward_hook(make_hook(name)))
+            yield store
+        finally:
+            for handle in handles:
+                handle.remove()
 
 
 def capture_layers(
@@ -100,13 +103,14 @@ def layer_gradient(model: "ClipModel", pixels: torch.Tensor, layer: str, score) 
             return (leaf["out"],) + tuple(output[1:])
         return leaf["out"]
 
-    handle = model.module(layer).register_forward_hook(hook)
-    try:
-        with torch.enable_grad():
-            embeddings = model.forward_visual(pixels)
-            (grad,) = torch.autograd.grad(score(embeddings).sum(), leaf["out"])
-    finally:
-        handle.remove()
+    with model.lock:  # the hook must see only this thread's forward pass
+        handle = model.module(layer).register_forward_hook(hook)
+        try:
+            with torch.enable_grad():
+                embeddings = model.forward_visual(pixels)
+                (grad,) = torch.autograd.grad(score(embeddings).sum(), leaf["out"])
+        finally:
+            handle.remove()
     return model.layout(layer)(grad)
 
 

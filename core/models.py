@@ -280,8 +280,10 @@ class ClipModel:
 
     # -- encoders --------------------------------------------------------------------------------
     def forward_visual(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Image embeddings (not normalized) from [0, 1] pixels."""
-        return self.model.encode_image(self.normalize(pixels.to(self.device)))
+        """Image embeddings (not normalized) from [0, 1] pixels. Under the model's lock: a hook
+        another thread placed for its own pass must not see (or stop) this one."""
+        with self.lock:
+            return self.model.encode_image(self.normalize(pixels.to(self.device)))
 
     def encode_image(self, pixels: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         feats = self.forward_visual(pixels)
@@ -293,7 +295,8 @@ class ClipModel:
         return self.tokenizer(list(texts)).to(self.device)
 
     def encode_text(self, texts: Sequence[str], normalize: bool = True) -> torch.Tensor:
-        feats = self.model.encode_text(self.tokenize(texts))
+        with self.lock:
+            feats = self.model.encode_text(self.tokenize(texts))
         return nn.functional.normalize(feats, dim=-1) if normalize else feats
 
     @property

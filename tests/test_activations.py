@@ -174,3 +174,46 @@ def test_layer_means_match_capture_and_embeddings_come_from_the_same_pass(tiny_r
     assert means.indices == list(range(10)) and means.skipped[0][0] == 10
     assert np.allclose(means.acts, expected, atol=1e-5) and np.allclose(means.embeddings, expected_emb, atol=1e-5)
     assert np.allclose(layer_means(tiny_resnet, source, "layer3", num_workers=0).acts, expected, atol=1e-5)
+
+
+def test_one_threads_hooks_never_touch_another_threads_forward(tiny_resnet):
+    """Two app sessions share one model: a truncated capture in one thread must not stop, or be
+    filled by, a full forward pass in another (without the model's lock, most passes broke)."""
+    import threading
+
+    from mmneurons.activations import layer_gradient
+
+    x = torch.rand(3, 3, 64, 64)
+    with torch.inference_mode():
+        ref_act = capture_layers(tiny_resnet, x, ["layer2"])["layer2"]
+        ref_emb = tiny_resnet.encode_image(x)
+    ref_grad = layer_gradient(tiny_resnet, x, "layer3", lambda e: e[:, 0])
+    problems: list[str] = []
+
+    def capture():
+        for _ in range(60):
+            with torch.inference_mode():
+                if not torch.allclose(capture_layers(tiny_resnet, x, ["layer2"])["layer2"], ref_act, atol=1e-5):
+                    problems.append("capture")
+
+    def embed():
+        for _ in range(60):
+            try:
+                with torch.inference_mode():
+                    if not torch.allclose(tiny_resnet.encode_image(x), ref_emb, atol=1e-5):
+                        problems.append("embedding")
+            except BaseException as exc:  # noqa: BLE001 - a foreign hook's stop signal lands here
+                problems.append(type(exc).__name__)
+
+    def gradient():
+        for _ in range(20):
+            if not torch.allclose(layer_gradient(tiny_resnet, x, "layer3", lambda e: e[:, 0]), ref_grad, atol=1e-5):
+                problems.append("gradient")
+
+    threads = [threading.Thread(target=f) for f in (capture, embed, gradient)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert problems == []
+    assert _all_hooks(tiny_resnet) == 0
