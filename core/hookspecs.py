@@ -40,7 +40,7 @@ def mmneurons_probes() -> list:
 
 @hookspec
 def mmneurons_renderers() -> list:
-    """Return Renderer objects that draw one result kind in the front end."""
+    """Return Renderer objects that draw one result kind (or ``probe:<name>``) in the front end."""
 
 
 @hookspec

@@ -31,9 +31,13 @@ with right:
     try:
         if kind == "unit":
             names = [info.name for info in model.layers()]
-            layer = st.selectbox("Layer", names, index=names.index(model.default_layer()), key="attr.layer")
+            shown = state.remembered("layer", model.default_layer())  # the unit last shown on another page
+            layer = st.selectbox("Layer", names, index=names.index(shown) if shown in names else
+                                 names.index(model.default_layer()), key="attr.layer")
             channels = model.layer_info(layer).channels
-            channel = st.number_input(f"Unit (0-{channels - 1})", 0, channels - 1, 0, key="attr.unit")
+            start = int(state.remembered("unit", 0, int))
+            channel = st.number_input(f"Unit (0-{channels - 1})", 0, channels - 1,
+                                      start if 0 <= start < channels else 0, key="attr.unit")
             goal, target_kind = f"{layer}:{int(channel)}", "unit"
         elif kind == "class label":
             categories = widgets.source_categories(source)

@@ -326,3 +326,8 @@ def test_a_failing_plugin_is_named_and_the_page_goes_on(broken_app):
     assert not app.exception
     assert any("plugin 'broken_ui'" in e.value and "boom from the hook" in e.value for e in app.error)
     assert any("broken_ui" in str(df.value) for df in app.dataframe)
+
+
+def test_every_view_file_is_a_page():
+    files = {p.stem for p in router.VIEWS.glob("*.py")}
+    assert files == {slug for slug, _, _ in router.PAGES}
