@@ -6,6 +6,8 @@ import torch
 
 from mmneurons.images import parse_color, write_text
 from mmneurons.plugins.ui import panels, state, widgets
+from mmneurons.plugins.ui.downloads import slug, table_csv
+from mmneurons.results import image_to_png_bytes
 
 st.title("Typographic attack")
 model = widgets.model_picker()
@@ -63,6 +65,12 @@ for col, im, p, title in zip(cols, (image, attacked), probs, ("before", "after")
         top = p.argsort()[::-1][:5]
         st.dataframe([{"class": labels[i], "probability": float(p[i])} for i in top], hide_index=True,
                      width="stretch")
+rows = [{"class": label, "before": float(probs[0][i]), "after": float(probs[1][i])} for i, label in enumerate(labels)]
+left, right = st.columns(2)
+left.download_button("PNG: attacked image", lambda: image_to_png_bytes(attacked), file_name=f"{slug(text)}-attacked.png",
+                     mime="image/png", on_click="ignore", key="typo.download.png", width="stretch")
+right.download_button("CSV: predictions", lambda: table_csv(rows), file_name=f"{slug(text)}-predictions.csv",
+                      mime="text/csv", on_click="ignore", key="typo.download.csv", width="stretch")
 
 probes = [p for p in panels.usable(state.registry().probes(), model) if p.accepts("text") and p.source == "images"]
 if probes:

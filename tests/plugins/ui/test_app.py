@@ -221,6 +221,7 @@ def test_typographic_attack_flips_the_prediction(app):
     ok(app)
     # demo image 0 is a red circle; the default text is the second label, "square"
     assert any(m.value == "Prediction: **circle** → **square**" for m in app.markdown)
+    assert {"PNG: attacked image", "CSV: predictions"} <= {d.label for d in app.get("download_button")}
     app.text_input(key="typo.text").set_value("").run()
     assert any("(unchanged)" in m.value for m in app.markdown)
     app.text_input(key="typo.color").set_value("purple-ish").run()

@@ -157,6 +157,11 @@ def test_neuron_page(page, app_url, shots):
     no_failures(page)
     assert main(page).get_by_text("top concept").first.is_visible()
     assert main(page).get_by_text("star").first.is_visible()
+    # downloads are made when clicked: the CSV of the unit's concept x modality table arrives
+    with page.expect_download() as download:
+        main(page).get_by_role("button", name="CSV: unit", exact=True).click()
+    body = Path(download.value.path()).read_text()
+    assert body.splitlines()[0] == "concept,drawing,photo,text" and len(body.splitlines()) == 13
     snap(page, shots / "app-neuron.png")
 
 
