@@ -92,7 +92,9 @@ def renderer_for(result: Any) -> Any | None:
 
 
 def show_result(result: Any, key: str, *, downloads: bool = True) -> None:
-    """Draw one result with its renderer, then its download buttons."""
+    """Draw one result's warnings, the result with its renderer, then its download buttons."""
+    for warning in getattr(result, "warnings", None) or []:
+        st.warning(warning)
     renderer = renderer_for(result)
     if renderer is None:
         st.warning(f"no renderer is registered for results of kind '{getattr(result, 'kind', '?')}'; "
@@ -153,3 +155,17 @@ def plugin_panel(obj: Any, model: ClipModel, target: Any, run: Callable[[dict, P
             st.caption(f"computed in {took[1]:.1f} s · cached for every session until the app restarts")
         show_results(result, key, columns=columns)
     return result
+
+
+def probe_panel(probe: Any, model: ClipModel, target: Any, source: Any, source_key: str | None, *, key: str,
+                defaults: dict | None = None) -> Any | None:
+    """:func:`plugin_panel` for a probe: the image source goes in only when the probe reads images
+    (and is asked for when none is chosen), and only then is it part of the cache key."""
+    needs_images = probe.source == "images"
+    if needs_images and source is None:
+        st.info(f"{probe.name} reads images: choose an image source in the sidebar.")
+        return None
+    return plugin_panel(probe, model, target,
+                        lambda params, progress: probe.run(model, target, source if needs_images else None, params,
+                                                           progress),
+                        key=key, source_key=source_key if needs_images else None, defaults=defaults)

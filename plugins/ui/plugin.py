@@ -1,5 +1,7 @@
 """The built-in "app" plugin: the panels that draw each result kind, and ``mmneurons app``.
 
+The app shows a result's ``warnings`` itself, above the renderer's panel.
+
 Registered through ``DEFAULT_PLUGINS`` like any third-party plugin. Renderers receive the
 streamlit module as an argument, so importing this module does not import Streamlit (the CLI
 stays fast); a third-party plugin can add a renderer for its own result kind the same way, or
@@ -65,12 +67,10 @@ class ProbeRenderer(Renderer):
     description = "Any probe result: summary metrics, warnings, images with captions, tables."
 
     def render(self, result: Any, st: Any) -> None:
-        for warning in result.warnings:
-            st.warning(warning)
         summary_metrics(st, result.summary)
         if result.images:
             image_grid(st, result.images, result.captions or [""] * len(result.images),
-                       columns=min(6, max(2, len(result.images))) if len(result.images) > 1 else 2)
+                       columns=min(6, max(2, len(result.images))))
         for name, rows in result.tables.items():
             st.markdown(f"**{name}** ({len(rows)} rows)")
             st.dataframe(rows, hide_index=True, width="stretch")
@@ -82,8 +82,6 @@ class FeatureVisRenderer(Renderer):
     description = "A feature visualization with its snapshots and the activation it reached (vs gray and noise)."
 
     def render(self, result: Any, st: Any) -> None:
-        for warning in result.warnings:
-            st.warning(warning)
         st.image(enlarge(result.image), caption=result.target, width=SHOW_WIDTH)
         st.caption(f"activation {fmt(result.activation)} · gray {fmt(result.activation_gray)} · "
                    f"noise {fmt(result.activation_noise)}")
@@ -98,8 +96,6 @@ class AttributionMapRenderer(Renderer):
     description = "An input image next to its attribution heatmap overlay."
 
     def render(self, result: Any, st: Any) -> None:
-        for warning in result.warnings:
-            st.warning(warning)
         left, right = st.columns(2)
         left.image(enlarge(result.image, 256), caption=result.image_id, width="stretch")
         right.image(enlarge(result.overlay, 256), caption=f"{result.method}: {result.target}", width="stretch")

@@ -23,16 +23,8 @@ results = {}
 selected = [probes[names.index(n)] for n in chosen]
 for tab, probe in zip(st.tabs([p.name for p in selected]) if selected else [], selected):
     with tab:
-        needs_images = probe.source == "images"
-        if needs_images and source is None:
-            st.info(f"{probe.name} reads images: choose an image source in the sidebar.")
-            continue
-        result = panels.plugin_panel(
-            probe, model, layer,
-            lambda params, progress, probe=probe, needs_images=needs_images: probe.run(
-                model, layer, source if needs_images else None, params, progress),
-            key=f"layer.probe.{probe.name}", source_key=source_key if needs_images else None,
-            defaults=widgets.context_defaults(probe, source, top=channels))
+        result = panels.probe_panel(probe, model, layer, source, source_key, key=f"layer.probe.{probe.name}",
+                                    defaults=widgets.context_defaults(probe, source, top=channels))
         if result is not None:
             results[probe.name] = result
 

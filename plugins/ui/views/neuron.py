@@ -33,13 +33,5 @@ if not probes:
     st.info("No probe for single units is installed.")
 for tab, probe in zip(st.tabs([p.name for p in probes]) if probes else [], probes):
     with tab:
-        needs_images = probe.source == "images"
-        if needs_images and source is None:
-            st.info(f"{probe.name} reads images: choose an image source in the sidebar.")
-            continue
-        panels.plugin_panel(
-            probe, model, unit,
-            lambda params, progress, probe=probe, needs_images=needs_images: probe.run(
-                model, unit, source if needs_images else None, params, progress),
-            key=f"neuron.probe.{probe.name}", source_key=source_key if needs_images else None,
-            defaults=widgets.context_defaults(probe, source))
+        panels.probe_panel(probe, model, unit, source, source_key, key=f"neuron.probe.{probe.name}",
+                           defaults=widgets.context_defaults(probe, source))

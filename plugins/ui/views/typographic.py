@@ -77,10 +77,5 @@ if probes:
     st.markdown("#### The full protocol over the image source")
 for tab, probe in zip(st.tabs([p.name for p in probes]) if probes else [], probes):
     with tab:
-        if source is None:
-            st.info("Choose an image source in the sidebar.")
-            continue
-        panels.plugin_panel(probe, model, text, lambda params, progress, p=probe: p.run(model, text, source, params,
-                                                                                         progress),
-                            key=f"typo.probe.{probe.name}", source_key=source_key,
-                            defaults=widgets.context_defaults(probe, source, labels=", ".join(labels)))
+        panels.probe_panel(probe, model, text, source, source_key, key=f"typo.probe.{probe.name}",
+                           defaults=widgets.context_defaults(probe, source, labels=", ".join(labels)))
