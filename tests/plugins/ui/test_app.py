@@ -244,7 +244,8 @@ class FineProbe(Probe):
     source = "none"
 
     def run(self, model, target, source, params, progress):
-        return ProbeResult(probe=self.name, model_id=model.model_id, target=str(target), summary={"ok": 1})
+        return ProbeResult(probe=self.name, model_id=model.model_id, target=str(target), summary={"ok": 1},
+                           warnings=["mind this"])
 
 
 class BrokenRenderer(Renderer):
@@ -315,6 +316,7 @@ def test_a_failing_plugin_is_named_and_the_page_goes_on(broken_app):
     errors = [e.value for e in app.error]
     assert any("renderer 'broken_renderer' (plugin 'broken_ui') could not draw" in e for e in errors), errors
     assert "result folder (zip)" in [d.label for d in app.get("download_button")]  # downloads still offered
+    assert "mind this" in [w.value for w in app.warning]  # the app shows a result's warnings itself
     button(app, "Run modality").click().run()
     assert any(m.label == "top concept" for m in app.metric)
 
