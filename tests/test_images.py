@@ -134,3 +134,30 @@ def test_words_render_centered_and_empty_lists_fail(tmp_path):
     (tmp_path / "w.txt").write_text("cat\ndog\ncat\n")
     source = WordSource.from_file(tmp_path / "w.txt", size=32)
     assert source.words == ["cat", "dog"] and source.record(1).category == "dog"
+
+
+def test_uploaded_bytes_get_the_same_checks_as_files():
+    from mmneurons.images import decode_image
+
+    buf = io.BytesIO()
+    Image.new("RGBA", (30, 20), (0, 255, 0, 128)).save(buf, format="PNG")
+    image = decode_image(buf.getvalue(), "green.png")
+    assert image.mode == "RGB" and image.size == (30, 20)
+    with pytest.raises(ImageLoadError, match="upload.png: empty file"):
+        decode_image(b"", "upload.png")
+    with pytest.raises(ImageLoadError, match="notes.png: not an image"):
+        decode_image(b"hello", "notes.png")
+    with pytest.raises(ImageLoadError, match="big.png: 30x20 = 600 pixels is over the limit of 100"):
+        decode_image(buf.getvalue(), "big.png", limit=100)
+    with pytest.raises(ImageLoadError, match="cut.png: corrupt or truncated"):
+        decode_image(buf.getvalue()[:60], "cut.png")
+
+
+def test_colors_parse_by_name_or_rgb():
+    from mmneurons.images import parse_color
+
+    assert parse_color("Black") == (0, 0, 0) and parse_color("10,20,30") == (10, 20, 30)
+    assert parse_color("none") is None
+    for bad in ("purple-ish", "1,2", "1,2,300"):
+        with pytest.raises(ValueError, match="write a name"):
+            parse_color(bad)
