@@ -6,6 +6,18 @@ from mmneurons.kinds import HOOK_KINDS
 from mmneurons.plugins.ui import state
 
 st.title("Plugins")
+
+
+def takes(obj) -> str:
+    """What a plugin object works on, as the pages use it: targets and source, or a result kind."""
+    if getattr(obj, "result_kind", ""):
+        return f"results of kind {obj.result_kind}"
+    parts = [" / ".join(obj.targets)] if getattr(obj, "targets", None) else []
+    if getattr(obj, "kind", "") == "probe":
+        parts.append(f"source: {obj.source}")
+    return "; ".join(parts)
+
+
 registry = state.registry()
 objects = {hook: registry.collect(hook) for hook in HOOK_KINDS}  # collecting also surfaces hook errors
 infos = registry.plugins()
@@ -30,5 +42,6 @@ for hook, kind in HOOK_KINDS.items():
     with st.expander(f"{kind}s ({len(items)})", expanded=False):
         st.dataframe([{"name": getattr(o, "name", ""), "plugin": getattr(o, "_mmneurons_plugin", ""),
                        "description": (getattr(o, "description", None) or getattr(o, "help", None) or ""),
+                       "takes": takes(o),
                        "parameters": ", ".join(p.name for p in getattr(o, "params", ()) or ())}
                       for o in items], hide_index=True, width="stretch")
