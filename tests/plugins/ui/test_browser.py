@@ -213,3 +213,15 @@ def test_plugins_page(page, app_url, shots):
     open_page(page, f"{app_url}/plugins")
     assert page.get_by_text("Every plugin loaded and every hook answered.").is_visible()
     snap(page, shots / "app-plugins.png")
+
+
+def test_a_typed_model_id_that_cannot_load_shows_the_providers_message(page, app_url):
+    open_page(page, f"{app_url}/search")
+    box = page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").first
+    box.click()
+    page.keyboard.type("openclip:RN50@openai")
+    page.keyboard.press("Enter")
+    settle(page)
+    text = main(page).inner_text()
+    assert "Could not load model" in text and "openclip:RN50@openai" in text and "demo:shapes" in text
+    assert page.locator("[data-testid='stException']").count() == 0
