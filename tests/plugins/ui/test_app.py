@@ -334,3 +334,29 @@ def test_a_failing_plugin_is_named_and_the_page_goes_on(broken_app):
 def test_every_view_file_is_a_page():
     files = {p.stem for p in router.VIEWS.glob("*.py")}
     assert files == {slug for slug, _, _ in router.PAGES}
+
+
+@pytest.fixture(scope="module")
+def vit_checkpoint(tmp_path_factory, tiny_vit):
+    from mmneurons.plugins.openclip_models import save_checkpoint
+
+    path = tmp_path_factory.mktemp("vit") / "tiny-vit.pt"
+    save_checkpoint(tiny_vit.model, path, model_cfg=tiny_vit.meta["config"],
+                    preprocess={"size": tiny_vit.image_size, "mean": list(tiny_vit.mean), "std": list(tiny_vit.std)})
+    return path
+
+
+def test_pages_work_on_any_open_clip_model_a_vit_checkpoint(app, vit_checkpoint):
+    app.query_params["model"] = f"openclip:{vit_checkpoint}"
+    app.run()
+    ok(app)
+    assert app.subheader[0].value.startswith("transformer.resblocks.")  # the ViT's default block
+    button(app, "Render channel")  # offered, as for the ResNet
+    widget(app, "neuron.vis.channel.steps").set_value(8)
+    app.run()
+    button(app, "Render channel").click().run()
+    ok(app)
+    for slug in ("layer", "attribution", "typographic"):
+        open_page(app, slug)
+        ok(app)
+    button(app, "Run typographic_attack")
