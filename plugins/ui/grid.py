@@ -40,10 +40,12 @@ def thumbnail_controls(model: ClipModel, units: list[str], key: str) -> dict[str
     missing = [u for u in units if keys[u] not in cache]
     if missing and st.button(f"Render thumbnails for {len(missing)} units", key=f"{key}.render"):
         made = run_with_progress(visualizer, lambda progress: visualizer.visualize(model, missing, params, progress))
-        for vis in made or []:
-            unit = vis.target.split("#")[0]  # diversity names its images unit#j; the first one is the thumbnail
-            if unit in keys and keys[unit] not in cache:
-                cache.put(keys[unit], [vis])
+        per_unit: dict[str, list] = {}
+        for vis in made or []:  # diversity gives k images per unit, named unit#j: all are kept, the first shown
+            per_unit.setdefault(vis.target.split("#")[0], []).append(vis)
+        for unit, results in per_unit.items():
+            if unit in keys:
+                cache.put(keys[unit], results)  # the same entry the Neuron page shows for these params
         if made:
             st.rerun()  # draw the grid again with the thumbnails in place
     thumbs = {}
