@@ -158,6 +158,13 @@ def test_layer_grid_sorts_by_multimodality_and_opens_a_unit(app):
     cards = [m.value for m in app.markdown if m.value.startswith("**layer4.0:")]
     assert len(cards) == 24
     assert cards[0] == "**layer4.0:257**"  # the demo's highest multimodality score (a "ring" unit)
+    widget(app, "layer.thumbs.vis.channel.steps").set_value(8)
+    app.run()
+    button(app, "Render thumbnails for 24 units").click().run()  # one batched call for the 24 shown
+    ok(app)
+    rendered = {v[0].target for v in state.results().values() if isinstance(v, list) and v[0].kind == "feature_vis"}
+    assert rendered == {card.strip("*") for card in cards}
+    assert not [b for b in app.button if b.label.startswith("Render thumbnails")]
     button(app, "Open unit").click().run()
     ok(app)
     assert app.title[0].value == "Neuron"
