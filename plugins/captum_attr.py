@@ -244,7 +244,8 @@ class UnitContributions(Result):
     target_minus_baseline: float = 0.0
     images: int = 0
 
-    def table(self, top: int = 20) -> list[dict]:
+    def table(self, top: int | None = None) -> list[dict]:
+        """The ranked units as rows (all of them, or the first ``top``)."""
         return [{"unit": f"{self.layer}:{int(c)}", "contribution": float(v)}
                 for c, v in zip(self.channels[:top], self.contributions[:top])]
 

@@ -50,9 +50,9 @@ def thumbnail_controls(model: ClipModel, units: list[str], key: str) -> dict[str
             st.rerun()  # draw the grid again with the thumbnails in place
     thumbs = {}
     for unit in units:
-        hit = cache.get(keys[unit])
+        hit = cache.get(keys[unit])  # a list: one image per unit, k for diversity
         if hit:
-            thumbs[unit] = (hit if isinstance(hit, list) else [hit])[0].image
+            thumbs[unit] = hit[0].image
     return thumbs
 
 

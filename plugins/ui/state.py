@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from mmneurons.models import ClipModel, default_model_id, load_model
+from mmneurons.models import ClipModel, load_model
 from mmneurons.registry import PluginRegistry, get_registry
 
 from .cache import ResultCache
@@ -70,6 +70,3 @@ def remember(name: str, value: Any) -> None:
     elif st.query_params.get(name) != str(value):
         st.query_params[name] = str(value)
 
-
-def default_model() -> str:
-    return default_model_id()

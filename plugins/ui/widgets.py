@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import streamlit as st
 
 from mmneurons.images import ImageLoadError, decode_image
-from mmneurons.models import ClipModel
+from mmneurons.models import ClipModel, default_model_id
 from mmneurons.params import Param, ParamError, resolve_params
 
 from . import state
@@ -108,7 +108,7 @@ def resolved(params: Sequence[Param], values: dict, owner: str) -> dict | None:
 # -- model, layer, unit --------------------------------------------------------------------------
 def model_picker() -> ClipModel | None:
     """Sidebar: any model id (the providers' lists are suggestions; type another to load it)."""
-    default = state.default_model()
+    default = default_model_id()
     _initial("w.model", "model", default)
     options = [default]
     for provider in state.registry().model_providers():

@@ -1,5 +1,3 @@
-import threading
-
 import pytest
 
 from mmneurons.plugins.ui.cache import ResultCache, result_key
@@ -27,22 +25,6 @@ def test_least_recently_used_result_goes_first():
     assert len(cache) == 2 and sorted(cache.values()) == [1, 3]
     cache.clear()
     assert len(cache) == 0 and cache.get("a", "none") == "none"
-
-
-def test_cache_is_safe_under_concurrent_sessions():
-    cache = ResultCache(max_items=50)
-
-    def work(n):
-        for i in range(2000):
-            cache.put((n, i % 80), i)
-            cache.get((n, (i * 7) % 80))
-
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(cache) == 50
 
 
 def test_cache_needs_room():

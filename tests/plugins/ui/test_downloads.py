@@ -56,12 +56,13 @@ def test_a_single_image_is_a_png_and_a_table_method_is_a_csv():
     png = downloads_for(vis, "v")[1].data()
     assert Image.open(io.BytesIO(png)).size == (8, 8)
 
-    contributions = UnitContributions(model_id="m", layer="layer4.0", target="label:star",
-                                      channels=np.array([2, 0, 1]), contributions=np.array([3.0, 2.0, 1.0]),
-                                      total=6.0, target_minus_baseline=6.1, images=1)
+    order = np.arange(30)[::-1]
+    contributions = UnitContributions(model_id="m", layer="layer4.0", target="label:star", channels=order,
+                                      contributions=np.linspace(3.0, 0.0, 30), total=6.0, target_minus_baseline=6.1,
+                                      images=1)
     items = {d.label: d for d in downloads_for(contributions, "c")}
     rows = list(csv.DictReader(io.StringIO(items["CSV: table"].data().decode())))
-    assert [r["unit"] for r in rows] == ["layer4.0:2", "layer4.0:0", "layer4.0:1"]
+    assert [r["unit"] for r in rows] == [f"layer4.0:{c}" for c in order]  # every unit, not the 20 shown
 
 
 def test_file_names_are_safe():
