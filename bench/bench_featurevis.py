@@ -1,11 +1,15 @@
 """Units per minute: Lucent's ``render_vis`` one unit at a time against our batched visualizer,
 same model, steps, image size and units (16 channels of the last block).
 
-    uv run python bench/bench_featurevis.py [--models demo,rn50x4] [--units 16] [--steps-rn50x4 16] [--steps-demo 64] [--defaults-only]
+    uv run python bench/bench_featurevis.py [--models demo,rn50x4] [--units 16] [--steps-rn50x4 16] [--steps-demo 64] [--defaults-only] [--turn N]
 
 Lucent runs on a deep copy of the model (it leaves a hook on every module) with preprocess=False
 and our normalization in front, ``fixed_image_size`` = the model's input size, its default
 transforms, Adam lr 0.05 for both. Reported with each: the mean activation reached.
+
+The methods take turns, one batch of units at a time (Lucent renders the batch's units one by
+one, then each of our settings renders the batch), so a slow spell of a shared machine falls on
+all of them alike instead of on whichever ran then.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ class Normalized(nn.Module):
 def lucent_units(model, units, steps):
     from lucent.optvis import objectives, param, render
 
+    from mmneurons.activations import capture_layers
+
     net = Normalized(copy.deepcopy(model)).eval()
     reached = []
     start = time.perf_counter()
@@ -50,18 +56,16 @@ def lucent_units(model, units, steps):
             optimizer=lambda p: torch.optim.Adam(p, lr=0.05), thresholds=(steps,), preprocess=False,
             progress=False, show_image=False, fixed_image_size=model.image_size)
         x = torch.from_numpy(images[-1]).permute(0, 3, 1, 2).float()
-        from mmneurons.activations import capture_layers
-
         with torch.no_grad():
             reached.append(float(unit.read(capture_layers(model, x, [unit.layer])[unit.layer])[0]))
-    return time.perf_counter() - start, sum(reached) / len(reached)
+    return time.perf_counter() - start, reached
 
 
 def ours(model, units, steps, precision, batch_size):
     start = time.perf_counter()
     results = ChannelVisualizer().visualize(model, units, {"steps": steps, "lr": 0.05, "batch_size": batch_size,
                                                            "precision": precision, "thresholds": str(steps)})
-    return time.perf_counter() - start, sum(r.activation for r in results) / len(results)
+    return time.perf_counter() - start, [r.activation for r in results]
 
 
 def main() -> None:
@@ -72,6 +76,8 @@ def main() -> None:
     parser.add_argument("--steps-demo", type=int, default=64)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--defaults-only", action="store_true", help="compare Lucent with our defaults only")
+    parser.add_argument("--turn", type=int, default=0,
+                        help="units per turn of the methods (default: the largest batch size compared)")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
           f"{platform.machine()}, device {args.device}")
@@ -83,16 +89,28 @@ def main() -> None:
         else:
             model, layer, steps = load_model("demo:shapes", device=args.device), "layer4.0", args.steps_demo
         units = [Unit(layer, c) for c in range(0, 16 * args.units, 16)[: args.units]]
-        rows = [("Lucent render_vis, one unit at a time", *lucent_units(model, units, steps))]
-        settings = (("auto", 0),) if args.defaults_only else (("auto", 0), ("fp32", 4), ("bf16", 16))
-        for precision, batch in settings:
-            auto = f"batch {16 if model.image_size <= 128 else 4}, {'bf16' if model.image_size >= 160 else 'fp32'}"
-            label = f"mmneurons channel, {'defaults (' + auto + ')' if precision == 'auto' else f'batch {batch}, {precision}'}"
-            rows.append((label, *ours(model, units, steps, precision, batch)))
-        base = rows[0][1]
-        for method, seconds, act in rows:
+        auto_batch = 16 if model.image_size <= 128 else 4
+        auto = f"batch {auto_batch}, {'bf16' if model.image_size >= 160 else 'fp32'}"
+        methods = {"Lucent render_vis, one unit at a time": lambda part: lucent_units(model, part, steps),
+                   f"mmneurons channel, defaults ({auto})": lambda part: ours(model, part, steps, "auto", 0)}
+        batches = [auto_batch]
+        if not args.defaults_only:
+            for precision, batch in (("fp32", 4), ("bf16", 16)):
+                methods[f"mmneurons channel, batch {batch}, {precision}"] = (
+                    lambda part, p=precision, b=batch: ours(model, part, steps, p, b))
+                batches.append(batch)
+        turn = args.turn or max(batches)  # every setting renders whole batches of its own size
+        totals = {name: [0.0, []] for name in methods}
+        for start in range(0, len(units), turn):
+            for name, run in methods.items():
+                seconds, reached = run(units[start:start + turn])
+                totals[name][0] += seconds
+                totals[name][1] += reached
+        base = totals["Lucent render_vis, one unit at a time"][0]
+        for method, (seconds, reached) in totals.items():
             print(f"| {model.model_id} | {model.image_size}px | {len(units)} | {steps} | {method} | {seconds:.1f} | "
-                  f"{60 * len(units) / seconds:.1f} | {base / seconds:.2f}x | {act:.3f} |", flush=True)
+                  f"{60 * len(units) / seconds:.1f} | {base / seconds:.2f}x | {sum(reached) / len(reached):.3f} |",
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ black), feature-visualization parameterizations and our image pipeline in one pi
 
 from __future__ import annotations
 
+import copy
 import difflib
 import os
 import threading
@@ -322,6 +323,17 @@ class ClipModel:
                 emb = self.encode_text([t.format(label) for t in templates])
                 rows.append(nn.functional.normalize(emb.mean(0), dim=-1))
         return torch.stack(rows, dim=1)
+
+    def with_visual(self, visual: nn.Module) -> "ClipModel":
+        """The same model with another visual tower (e.g. :func:`mmneurons.tower.fast_tower`'s private
+        copy). Text tower, tokenizer and metadata are shared; the new instance has its own lock,
+        and this one is not changed."""
+        inner = copy.copy(self.model)
+        inner._modules = dict(self.model._modules)  # a shallow copy would share the module table
+        inner.visual = visual
+        view = copy.copy(self)  # __getstate__/__setstate__: a fresh lock
+        view.model = inner
+        return view
 
     def to(self, device: str | torch.device) -> "ClipModel":
         self.device = torch.device(device)

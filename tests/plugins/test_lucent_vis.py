@@ -13,7 +13,7 @@ from mmneurons.models import LayerError
 from mmneurons.params import ParamError
 from mmneurons.plugins.demo.plugin import DemoProvider
 from mmneurons.results import FeatureVis
-from mmneurons.units import Direction, UnitError
+from mmneurons.units import Direction, Unit, UnitError
 
 FAST = {"steps": 48, "lr": 0.05, "thresholds": "16"}
 STAR_UNIT = "layer4.0:51"        # a multimodal "star" unit of demo:shapes (its manifest lists it)
@@ -46,6 +46,22 @@ def test_each_objective_raises_its_target_far_beyond_gray_and_noise(registry, de
         baseline = max(res.activation_gray, res.activation_noise, 0.0)
         assert res.activation > 3 * baseline + 0.5, (res.target, res.activation, baseline)
         assert not res.warnings
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_reported_values_are_the_final_images_values_in_float32(registry, demo, precision):
+    targets = [STAR_UNIT, Direction("layer4.0", np.random.default_rng(1).normal(size=512))]
+    results = [_vis(registry, "channel").visualize(demo, targets[:1], {**FAST, "precision": precision})[0],
+               _vis(registry, "direction").visualize(demo, targets[1:], {**FAST, "precision": precision})[0]]
+    gray = torch.full((1, 3, 64, 64), 0.5)
+    for target, res in zip(targets, results):
+        target = target if isinstance(target, Direction) else Unit.parse(target)
+        x = torch.from_numpy(np.asarray(res.image.convert("RGB"), np.float32) / 255).permute(2, 0, 1)[None]
+        with torch.no_grad():
+            on_image = float(target.read(capture_layers(demo, x, [target.layer])[target.layer])[0])
+            on_gray = float(target.read(capture_layers(demo, gray, [target.layer])[target.layer])[0])
+        assert abs(res.activation - on_image) <= 0.05 * abs(on_image) + 0.01, (target, res.activation, on_image)
+        assert abs(res.activation_gray - on_gray) <= 1e-5 * abs(on_gray) + 1e-6  # the PNG's 8 bits aside: exact
 
 
 def test_text_direction_raises_the_prompt_direction(registry, demo):
@@ -108,7 +124,9 @@ def test_no_hook_remains_also_after_an_interrupted_render(registry, demo):
         _vis(registry, "channel").visualize(demo, [STAR_UNIT], {**FAST, "precision": "bf16"}, interrupt)
     assert _hooks(demo) == before
     assert all("forward" not in vars(m) for m in relus)  # redirected ReLUs restored
-    assert demo.visual.conv1.weight.is_contiguous()      # channels_last undone
+    # the render ran on a private copy: the shared model keeps its BatchNorms, dtype and layout
+    assert isinstance(demo.visual.bn1, torch.nn.BatchNorm2d) and demo.visual.layer4[0].bn3.weight.dtype == torch.float32
+    assert demo.visual.conv1.weight.is_contiguous() and demo.visual.conv1.weight.dtype == torch.float32
 
 
 def test_alpha_gives_rgba_and_results_round_trip(registry, demo, tmp_path):
@@ -134,18 +152,49 @@ def test_bad_input(registry, demo):
         channel.visualize(demo, [], FAST)
 
 
-def test_redirected_relu_gives_dead_units_a_gradient_and_is_always_restored(demo):
+def _lucid_redirected_grad(x, grad):
+    """Lucid's redirected_relu_grad, written out per example as a reference."""
+    relu_grad = torch.where(x < 0, torch.zeros_like(grad), grad)
+    redirected = torch.where((x < 0) & (grad > 0), torch.zeros_like(grad), grad)
+    passes = relu_grad.flatten(1).norm(dim=1) > 0
+    return torch.where(passes.view(-1, *[1] * (x.ndim - 1)), relu_grad, redirected)
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_redirected_relu_matches_lucids_rule_per_example(inplace, channels_last):
+    from mmneurons.plugins.lucent_vis import _RedirectedReLU
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 6, 4, 4, generator=gen)
+    x[1] = -x[1].abs() - 0.1                     # example 1: inactive everywhere
+    x[3, :, :2] = -1.0                           # example 3: inactive where its gradient arrives
+    grad = torch.randn(5, 6, 4, 4, generator=gen)
+    grad[3, :, 2:] = 0.0
+    grad[4] = 0.0                                # example 4: no gradient at all
+    if channels_last:
+        x, grad = (t.contiguous(memory_format=torch.channels_last) for t in (x, grad))
+    leaf = x.clone().requires_grad_(True)
+    out = _RedirectedReLU.apply(leaf * 1 if inplace else leaf, inplace)
+    assert torch.equal(out, x.clamp(min=0))
+    out.backward(grad)
+    expected = _lucid_redirected_grad(x, grad)
+    assert torch.equal(leaf.grad, expected)
+    assert torch.equal(leaf.grad[0], grad[0] * (x[0] > 0))           # plain ReLU rule where it passes
+    assert (leaf.grad[1] == grad[1].clamp(max=0)).all() and leaf.grad[1].abs().sum() > 0  # dead: redirected
+
+
+def test_redirected_relus_are_always_restored(demo):
     from mmneurons.plugins.lucent_vis import _RedirectedReLU, redirected_relus
 
     x = torch.tensor([[-1.0, -2.0]], requires_grad=True)
     (-_RedirectedReLU.apply(x).sum()).backward()       # loss falls when x rises: let it through
     assert x.grad.tolist() == [[-1.0, -1.0]]
-    y = torch.tensor([[-1.0, 3.0]], requires_grad=True)
-    (-_RedirectedReLU.apply(y).sum()).backward()       # some gradient passes: plain ReLU rule
-    assert y.grad.tolist() == [[0.0, -1.0]]
     relus = [m for m in demo.visual.modules() if isinstance(m, torch.nn.ReLU)]
     with pytest.raises(RuntimeError, match="inside"):
         with redirected_relus(demo, True):
-            assert all(vars(m).get("forward") == _RedirectedReLU.apply for m in relus)
+            swapped = [vars(m).get("forward") for m in relus]
+            assert all(f.func == _RedirectedReLU.apply and f.keywords == {"inplace": m.inplace}
+                       for f, m in zip(swapped, relus))
             raise RuntimeError("inside")
     assert all("forward" not in vars(m) for m in relus)

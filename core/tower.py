@@ -1,0 +1,76 @@
+"""A private, faster copy of a ResNet visual tower for work that differentiates the input many times
+(feature visualization).
+
+In eval mode a BatchNorm after a convolution is a fixed per-channel affine map, so it can be folded
+into the convolution's weights and bias: the same function (up to rounding) with one pass over
+memory fewer forward and backward, about a fifth of an RN50x4 step on CPU. The copy also carries
+its dtype and memory format (bf16 + channels_last), so autocast re-casts no weight on every step,
+and the shared model is never mutated: another thread can use it while a render runs.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Iterable
+
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from .models import ClipModel
+
+
+def _conv_bn_pairs(module: nn.Module) -> list[tuple[str, str]]:
+    """Children ``(conv, bn)`` where the BatchNorm is applied directly to the convolution's output:
+    ``convN``/``bnN`` siblings (open_clip's ModifiedResNet stem and Bottleneck) and consecutive
+    entries of an ``nn.Sequential`` (its downsample branch)."""
+    children = dict(module.named_children())
+    pairs = []
+    if isinstance(module, nn.Sequential):
+        names = list(children)
+        pairs = list(zip(names, names[1:]))
+    else:
+        pairs = [(name, "bn" + name[len("conv"):]) for name in children if name.startswith("conv")]
+    return [(c, b) for c, b in pairs
+            if isinstance(children.get(c), nn.Conv2d) and isinstance(children.get(b), nn.BatchNorm2d)]
+
+
+def fold_batchnorm(visual: nn.Module, keep: Iterable[str] = ()) -> int:
+    """Fold every eval-mode BatchNorm into the convolution before it, in place; return how many.
+
+    Pairs whose convolution or BatchNorm is named in ``keep`` stay as they are (a hook on either
+    must still see its own output). Only for towers whose ``convN -> bnN`` order is known
+    (ModifiedResNet): the caller decides.
+    """
+    keep = {name[len("visual."):] if name.startswith("visual.") else name for name in keep}
+    folded = 0
+    for prefix, module in list(visual.named_modules()):
+        for conv_name, bn_name in _conv_bn_pairs(module):
+            full = [f"{prefix}.{n}" if prefix else n for n in (conv_name, bn_name)]
+            conv, bn = getattr(module, conv_name), getattr(module, bn_name)
+            if keep & set(full) or bn.training or not bn.track_running_stats:
+                continue
+            setattr(module, conv_name, fuse_conv_bn_eval(conv, bn))
+            setattr(module, bn_name, nn.Identity())
+            folded += 1
+    return folded
+
+
+def fast_tower(model: ClipModel, precision: str, keep: Iterable[str] = ()) -> ClipModel:
+    """``model`` with a private copy of its visual tower, BatchNorms folded and weights in the
+    working dtype (``"bf16"``: bfloat16 + channels_last; ``"fp32"``: float32).
+
+    Only ResNet towers are copied; any other tower is returned as ``model`` itself (nothing to
+    fold; autocast handles bf16 there). The copy shares the text tower, tokenizer and metadata,
+    and has its own lock and hooks.
+    """
+    if model.kind != "resnet":
+        return model
+    with model.lock:  # no other thread's hook gets copied along
+        visual = copy.deepcopy(model.visual)
+    fold_batchnorm(visual, keep)
+    if precision == "bf16":
+        visual = visual.to(torch.bfloat16).to(memory_format=torch.channels_last)
+    for p in visual.parameters():
+        p.requires_grad_(False)
+    return model.with_visual(visual)
