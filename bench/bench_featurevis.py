@@ -8,8 +8,8 @@ and our normalization in front, ``fixed_image_size`` = the model's input size, i
 transforms, Adam lr 0.05 for both. Reported with each: the mean activation reached.
 
 The methods take turns, one batch of units at a time (Lucent renders the batch's units one by
-one, then each of our settings renders the batch), so a slow spell of a shared machine falls on
-all of them alike instead of on whichever ran then.
+one, each of our settings renders the batch; who goes first alternates), so a slow spell of a
+shared machine falls on all of them alike instead of on whichever ran then.
 """
 
 from __future__ import annotations
@@ -101,8 +101,9 @@ def main() -> None:
                 batches.append(batch)
         turn = args.turn or max(batches)  # every setting renders whole batches of its own size
         totals = {name: [0.0, []] for name in methods}
-        for start in range(0, len(units), turn):
-            for name, run in methods.items():
+        for number, start in enumerate(range(0, len(units), turn)):
+            order = list(methods.items())
+            for name, run in order if number % 2 == 0 else order[::-1]:  # who goes first alternates
                 seconds, reached = run(units[start:start + turn])
                 totals[name][0] += seconds
                 totals[name][1] += reached

@@ -151,8 +151,8 @@ class _RedirectedReLU(torch.autograd.Function):
         # on CPU than any elementwise reduction (abs/amax/any) over the same memory
         dead = ~(torch.bmm(flat.unsqueeze(1), flat.unsqueeze(2)).view(-1) > 0)
         if bool(dead.any()):
-            index = dead.nonzero()[:, 0]
-            relu_grad[index] = grad[index].clamp(max=0)
+            for b in dead.nonzero()[:, 0].tolist():  # in place per example: no gather/scatter copies
+                torch.clamp(grad[b], max=0, out=relu_grad[b])
         return relu_grad, None
 
 
