@@ -25,7 +25,6 @@ def _conv_bn_pairs(module: nn.Module) -> list[tuple[str, str]]:
     ``convN``/``bnN`` siblings (open_clip's ModifiedResNet stem and Bottleneck) and consecutive
     entries of an ``nn.Sequential`` (its downsample branch)."""
     children = dict(module.named_children())
-    pairs = []
     if isinstance(module, nn.Sequential):
         names = list(children)
         pairs = list(zip(names, names[1:]))

@@ -37,7 +37,7 @@ from lucent.optvis.param.color import color_correlation_normalized
 from lucent.optvis.param.spatial import rfft2d_freqs
 from PIL import Image
 
-from mmneurons.activations import capture_layers, layer_gradient
+from mmneurons.activations import capture_layers, layer_gradient, unit_activations
 from mmneurons.hookspecs import hookimpl
 from mmneurons.images import to_pil
 from mmneurons.kinds import Progress, Visualizer, no_progress
@@ -288,13 +288,9 @@ def _read(model: ClipModel, jobs: Sequence[Job], final: torch.Tensor, seed: int)
     size = final.shape[-1]
     gray = torch.full((1, 3, size, size), 0.5, device=final.device)
     noise = torch.rand((1, 3, size, size), generator=torch.Generator().manual_seed(seed)).to(final.device)
-    acts = capture_layers(model, torch.cat([final.float(), gray, noise]), sorted({job.layer for job in jobs}))
+    values = unit_activations(model, torch.cat([final.float(), gray, noise]), jobs)  # [n + 2, n]
     n = len(jobs)
-
-    def values(rows: Sequence[int]) -> list[float]:
-        return [float(job.read(acts[job.layer][row:row + 1])[0]) for job, row in zip(jobs, rows)]
-
-    return values(range(n)), values([n] * n), values([n + 1] * n)
+    return values[:n].diagonal().tolist(), values[n].tolist(), values[n + 1].tolist()
 
 
 # -- the visualizers -----------------------------------------------------------------------------
