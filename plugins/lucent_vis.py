@@ -159,6 +159,10 @@ class _RedirectedReLU(torch.autograd.Function):
         return relu_grad, None
 
 
+def _redirected_relu(x: torch.Tensor, inplace: bool) -> torch.Tensor:
+    return _RedirectedReLU.apply(x, inplace)  # positional: torch 2.11's ``apply`` takes no keywords
+
+
 @contextmanager
 def redirected_relus(model: ClipModel, enabled: bool) -> Iterator[None]:
     """Swap every ``nn.ReLU`` of the visual tower for the redirected one; always restored."""
@@ -168,7 +172,7 @@ def redirected_relus(model: ClipModel, enabled: bool) -> Iterator[None]:
     relus = [m for m in model.visual.modules() if isinstance(m, torch.nn.ReLU)]
     try:
         for m in relus:
-            m.forward = partial(_RedirectedReLU.apply, inplace=m.inplace)
+            m.forward = partial(_redirected_relu, inplace=m.inplace)
         yield
     finally:
         for m in relus:

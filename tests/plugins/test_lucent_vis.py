@@ -185,7 +185,7 @@ def test_redirected_relu_matches_lucids_rule_per_example(inplace, channels_last)
 
 
 def test_redirected_relus_are_always_restored(demo):
-    from mmneurons.plugins.lucent_vis import _RedirectedReLU, redirected_relus
+    from mmneurons.plugins.lucent_vis import _redirected_relu, _RedirectedReLU, redirected_relus
 
     x = torch.tensor([[-1.0, -2.0]], requires_grad=True)
     (-_RedirectedReLU.apply(x).sum()).backward()       # loss falls when x rises: let it through
@@ -194,7 +194,7 @@ def test_redirected_relus_are_always_restored(demo):
     with pytest.raises(RuntimeError, match="inside"):
         with redirected_relus(demo, True):
             swapped = [vars(m).get("forward") for m in relus]
-            assert all(f.func == _RedirectedReLU.apply and f.keywords == {"inplace": m.inplace}
+            assert all(f.func is _redirected_relu and f.keywords == {"inplace": m.inplace}
                        for f, m in zip(swapped, relus))
             raise RuntimeError("inside")
     assert all("forward" not in vars(m) for m in relus)
