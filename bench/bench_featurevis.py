@@ -1,7 +1,8 @@
 """Units per minute: Lucent's ``render_vis`` one unit at a time against our batched visualizer,
 same model, steps, image size and units (16 channels of the last block).
 
-    uv run python bench/bench_featurevis.py [--models demo,rn50x4] [--units 16] [--steps-rn50x4 16] [--steps-demo 64] [--defaults-only] [--turn N]
+    uv run python bench/bench_featurevis.py [--models demo,rn50x4] [--units 16] [--steps-rn50x4 16] [--steps-demo 64]
+        [--device cpu|cuda] [--defaults-only] [--turn N]
 
 Lucent runs on a deep copy of the model (it leaves a hook on every module) with preprocess=False
 and our normalization in front, ``fixed_image_size`` = the model's input size, its default
@@ -9,7 +10,8 @@ transforms, Adam lr 0.05 for both. Reported with each: the mean activation reach
 
 The methods take turns, one batch of units at a time (Lucent renders the batch's units one by
 one, each of our settings renders the batch; who goes first alternates), so a slow spell of a
-shared machine falls on all of them alike instead of on whichever ran then.
+shared machine falls on all of them alike instead of on whichever ran then. On CUDA every method
+first renders one unit for 2 steps untimed, and each clock stops after ``torch.cuda.synchronize``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import torch
 from torch import nn
 
 from mmneurons.models import load_model
-from mmneurons.plugins.lucent_vis import ChannelVisualizer
+from mmneurons.plugins.lucent_vis import ChannelVisualizer, resolve_precision
 from mmneurons.units import Unit
 
 
@@ -46,7 +48,7 @@ def lucent_units(model, units, steps):
 
     from mmneurons.activations import capture_layers
 
-    net = Normalized(copy.deepcopy(model)).eval()
+    net = Normalized(copy.deepcopy(model)).to(model.device).eval()
     reached = []
     start = time.perf_counter()
     for unit in units:
@@ -55,17 +57,24 @@ def lucent_units(model, units, steps):
             net, objectives.channel(layer, unit.channel), lambda: param.image(model.image_size),
             optimizer=lambda p: torch.optim.Adam(p, lr=0.05), thresholds=(steps,), preprocess=False,
             progress=False, show_image=False, fixed_image_size=model.image_size)
-        x = torch.from_numpy(images[-1]).permute(0, 3, 1, 2).float()
+        x = torch.from_numpy(images[-1]).permute(0, 3, 1, 2).float().to(model.device)
         with torch.no_grad():
             reached.append(float(unit.read(capture_layers(model, x, [unit.layer])[unit.layer])[0]))
-    return time.perf_counter() - start, reached
+    return finished(model, start), reached
+
+
+def finished(model, start):
+    """Seconds since ``start``, counted once the GPU's queued work is done."""
+    if model.device.type == "cuda":
+        torch.cuda.synchronize(model.device)
+    return time.perf_counter() - start
 
 
 def ours(model, units, steps, precision, batch_size):
     start = time.perf_counter()
     results = ChannelVisualizer().visualize(model, units, {"steps": steps, "lr": 0.05, "batch_size": batch_size,
                                                            "precision": precision, "thresholds": str(steps)})
-    return time.perf_counter() - start, [r.activation for r in results]
+    return finished(model, start), [r.activation for r in results]
 
 
 def main() -> None:
@@ -89,8 +98,8 @@ def main() -> None:
         else:
             model, layer, steps = load_model("demo:shapes", device=args.device), "layer4.0", args.steps_demo
         units = [Unit(layer, c) for c in range(0, 16 * args.units, 16)[: args.units]]
-        auto_batch = 16 if model.image_size <= 128 else 4
-        auto = f"batch {auto_batch}, {'bf16' if model.image_size >= 160 else 'fp32'}"
+        auto_batch = ChannelVisualizer().batch_size({"batch_size": 0}, model)
+        auto = f"batch {auto_batch}, {resolve_precision(model, 'auto')}"
         methods = {"Lucent render_vis, one unit at a time": lambda part: lucent_units(model, part, steps),
                    f"mmneurons channel, defaults ({auto})": lambda part: ours(model, part, steps, "auto", 0)}
         batches = [auto_batch]
@@ -100,6 +109,10 @@ def main() -> None:
                     lambda part, p=precision, b=batch: ours(model, part, steps, p, b))
                 batches.append(batch)
         turn = args.turn or max(batches)  # every setting renders whole batches of its own size
+        if model.device.type == "cuda":  # CUDA context, kernel choice, allocator: paid before the clock runs
+            lucent_units(model, units[:1], 2)
+            for precision in ("fp32", "bf16"):
+                ours(model, units[:1], 2, precision, 0)
         totals = {name: [0.0, []] for name in methods}
         for number, start in enumerate(range(0, len(units), turn)):
             order = list(methods.items())
