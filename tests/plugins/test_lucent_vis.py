@@ -64,6 +64,22 @@ def test_reported_values_are_the_final_images_values_in_float32(registry, demo, 
         assert abs(res.activation_gray - on_gray) <= 1e-5 * abs(on_gray) + 1e-6  # the PNG's 8 bits aside: exact
 
 
+def test_gray_and_noise_are_read_once_per_call_and_match_solo_renders(registry, demo):
+    units = [STAR_UNIT, "layer4.0:6", "layer4.0:83", "layer3.0:10"]
+    demo.layers()  # cached layer shapes: their one-image pass is not what this test counts
+    passes = []  # images per forward pass of the shared model (the copy it renders on inherits the hook)
+    handle = demo.visual.register_forward_pre_hook(
+        lambda m, inputs: passes.append(inputs[0].shape[0]) if m is demo.visual else None)
+    try:
+        batched = _vis(registry, "channel").visualize(demo, units, {**FAST, "steps": 2, "batch_size": 2})
+    finally:
+        handle.remove()
+    assert passes == [2, 2, 2]  # gray + noise once, then each batch's two final images
+    for unit, res in zip(units, batched):
+        [solo] = _vis(registry, "channel").visualize(demo, [unit], {**FAST, "steps": 2})
+        assert (res.activation_gray, res.activation_noise) == (solo.activation_gray, solo.activation_noise)
+
+
 def test_text_direction_raises_the_prompt_direction(registry, demo):
     [res] = _vis(registry, "text_direction").visualize(demo, ["a star"], {**FAST, "steps": 160})
     assert res.target == "text:a star@layer4.0"
