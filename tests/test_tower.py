@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from mmneurons.activations import capture_layers
+from mmneurons.packed_conv import PackedConv2d, packing_available
 from mmneurons.tower import fast_tower, fold_batchnorm
 
 LAYERS = ["act3", "layer1", "layer2.0", "layer3", "layer4"]
@@ -67,6 +68,17 @@ def test_bf16_tower_is_close_and_the_shared_model_is_untouched(tiny_resnet):
     assert tiny_resnet.visual.conv1.weight.is_contiguous()
     assert tower.lock is not tiny_resnet.lock and tower.model.visual is not tiny_resnet.model.visual
     assert tower.model.transformer is tiny_resnet.model.transformer  # the text tower is shared
+
+
+@pytest.mark.skipif(not packing_available(torch.float32), reason="this PyTorch build has no oneDNN convolution ops")
+def test_every_convolution_of_a_cpu_tower_is_packed_and_the_shared_model_keeps_plain_ones(bn_resnet):
+    tower = fast_tower(bn_resnet, "fp32", keep=["visual.layer1.0.conv2"])
+    convs = {name: type(m) for name, m in tower.visual.named_modules() if isinstance(m, torch.nn.Conv2d)}
+    assert convs and set(convs.values()) == {PackedConv2d}  # the kept conv too: same output, hook and all
+    assert not any(isinstance(m, PackedConv2d) for m in bn_resnet.visual.modules())
+    x = torch.rand(2, 3, bn_resnet.image_size, bn_resnet.image_size)
+    capture_layers(tower, x, ["layer4"])
+    assert all(m._packed and None not in m._packed.values() for m in tower.visual.modules() if isinstance(m, PackedConv2d))
 
 
 def test_pairs_named_in_keep_stay_unfolded_so_their_hooks_see_their_own_output(bn_resnet):
