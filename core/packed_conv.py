@@ -6,7 +6,9 @@ gradient. Feature visualization calls each convolution of a frozen tower thousan
 one input shape, so those reorders are pure waste: about a tenth of the oneDNN time of an RN50x4
 step (docs/benchmarks.md). :class:`PackedConv2d` reorders the weight once per input shape, into
 the layouts oneDNN picks for that shape, and computes the forward pass and the input gradient
-with the same oneDNN kernels ``F.conv2d`` uses, so the results are the same numbers.
+with the same oneDNN kernels ``F.conv2d`` uses, so the results are the same numbers. A ReLU
+after the convolution, and a residual sum before that ReLU, can ride along as oneDNN post-ops
+(:meth:`PackedConv2d.relu_forward`).
 
 The ops are the ones PyTorch's own compiler emits for CPU convolutions (``torch.ops.mkldnn``);
 where they are missing or refuse a shape, the convolution stays plain: never an error.
@@ -50,24 +52,51 @@ class _Packed:
             weight, padding, self.output_padding, stride, dilation, groups, [shape[0], weight.shape[0], *out])
 
 
+def _geometry(conv: nn.Conv2d) -> tuple[list[int], list[int], list[int], int]:
+    return list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups
+
+
+def _input_gradient(conv: "PackedConv2d", packed: _Packed, grad: torch.Tensor) -> torch.Tensor:
+    padding, stride, dilation, groups = _geometry(conv)
+    grad = grad.to(conv.weight.dtype).contiguous(memory_format=conv.memory_format)
+    return torch.ops.mkldnn._convolution_transpose_pointwise(
+        grad, packed.backward, None, padding, packed.output_padding, stride, dilation, groups, "none", [], "")
+
+
 class _PackedConvFunction(torch.autograd.Function):
     """Forward and input gradient of a frozen convolution on packed weights (no weight gradient)."""
 
     @staticmethod
     def forward(ctx, x, conv, packed):
         ctx.conv, ctx.packed = conv, packed
-        return torch.ops.mkldnn._convolution_pointwise(
-            x, packed.forward, conv.bias, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups,
-            "none", [], "")
+        return torch.ops.mkldnn._convolution_pointwise(x, packed.forward, conv.bias, *_geometry(conv), "none", [], "")
 
     @staticmethod
     def backward(ctx, grad):
-        conv, packed = ctx.conv, ctx.packed
-        grad = grad.to(conv.weight.dtype).contiguous(memory_format=conv.memory_format)
-        grad_input = torch.ops.mkldnn._convolution_transpose_pointwise(
-            grad, packed.backward, None, list(conv.padding), packed.output_padding, list(conv.stride),
-            list(conv.dilation), conv.groups, "none", [], "")
-        return grad_input, None, None
+        return _input_gradient(ctx.conv, ctx.packed, grad), None, None
+
+
+class _PackedConvReLUFunction(torch.autograd.Function):
+    """``relu(conv(x) + residual)`` (residual optional) as one oneDNN call with post-ops: the ReLU
+    and the residual sum cost no pass over memory of their own. The gradient is masked by the
+    saved output, as ReLU's own, and goes to the input and to the residual."""
+
+    @staticmethod
+    def forward(ctx, x, residual, conv, packed):
+        if residual is None:
+            y = torch.ops.mkldnn._convolution_pointwise(x, packed.forward, conv.bias, *_geometry(conv), "relu", [], "")
+        else:
+            y = torch.ops.mkldnn._convolution_pointwise.binary(
+                x, residual, packed.forward, conv.bias, *_geometry(conv), "add", None, "relu", [], "")
+        ctx.conv, ctx.packed, ctx.residual = conv, packed, residual is not None
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        grad = torch.ops.aten.threshold_backward(grad.to(y.dtype).contiguous(memory_format=ctx.conv.memory_format), y, 0)
+        return _input_gradient(ctx.conv, ctx.packed, grad), grad if ctx.residual else None, None, None
 
 
 class PackedConv2d(nn.Conv2d):
@@ -100,8 +129,20 @@ class PackedConv2d(nn.Conv2d):
         packed = self._packs(x)
         if packed is None:
             return super().forward(x)
-        x = x.to(self.weight.dtype).contiguous(memory_format=self.memory_format)
-        return _PackedConvFunction.apply(x, self, packed)
+        return _PackedConvFunction.apply(self._prepare(x), self, packed)
+
+    def relu_forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """``relu(self(x) + residual)`` in one oneDNN call (a ResNet block's ReLU, fused). No hook
+        of this module runs: the caller calls it only where none is registered."""
+        packed = self._packs(x)
+        if packed is None:
+            y = super().forward(x)
+            return torch.relu(y if residual is None else y + residual)
+        residual = None if residual is None else self._prepare(residual)
+        return _PackedConvReLUFunction.apply(self._prepare(x), residual, self, packed)
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(self.weight.dtype).contiguous(memory_format=self.memory_format)
 
     def _packs(self, x: torch.Tensor) -> _Packed | None:
         if self.weight.requires_grad or x.device.type != "cpu" or x.ndim != 4:

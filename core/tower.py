@@ -6,7 +6,8 @@ into the convolution's weights and bias: the same function (up to rounding) with
 memory fewer forward and backward, about a fifth of an RN50x4 step on CPU. The copy also carries
 its dtype and memory format (bf16 + channels_last), so autocast re-casts no weight on every step,
 and on CPU its convolutions keep their weights packed for oneDNN (:mod:`mmneurons.packed_conv`)
-instead of reordering them twice a step. The shared model is never mutated: another thread can use
+instead of reordering them twice a step, with the ReLUs and residual sums fused into them
+(:mod:`mmneurons.fused_resnet`). The shared model is never mutated: another thread can use
 it while a render runs.
 """
 
@@ -20,6 +21,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .models import ClipModel
+from .fused_resnet import fuse_relus
 from .packed_conv import pack_convolutions
 
 
@@ -61,7 +63,7 @@ def fold_batchnorm(visual: nn.Module, keep: Iterable[str] = ()) -> int:
 def fast_tower(model: ClipModel, precision: str, keep: Iterable[str] = ()) -> ClipModel:
     """``model`` with a private copy of its visual tower, BatchNorms folded and weights in the
     working dtype (``"bf16"``: bfloat16 + channels_last; ``"fp32"``: float32), its convolutions
-    packed for oneDNN on CPU.
+    packed for oneDNN and its ReLUs fused into them on CPU.
 
     Only ResNet towers are copied; any other tower is returned as ``model`` itself (nothing to
     fold; autocast handles bf16 there). The copy shares the text tower, tokenizer and metadata,
@@ -79,4 +81,5 @@ def fast_tower(model: ClipModel, precision: str, keep: Iterable[str] = ()) -> Cl
         p.requires_grad_(False)
     if model.device.type == "cpu":
         pack_convolutions(visual, memory_format)
+        fuse_relus(visual)
     return model.with_visual(visual)

@@ -17,7 +17,8 @@ decorrelation constants, and runs its own loop:
   reported in the result's warnings;
 - optional alpha channel composited over random backgrounds, with a penalty on mean alpha;
 - a ResNet tower is rendered through a private copy with its BatchNorms folded into the
-  convolutions, in bf16 + channels_last when ``precision`` says so (:mod:`mmneurons.tower`): the
+  convolutions, in bf16 + channels_last when ``precision`` says so, and on CPU with the weights
+  packed for oneDNN and the ReLUs fused into the convolutions (:mod:`mmneurons.tower`): the
   shared model is never changed, and the reported values are read on it in float32.
 """
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 
 # Installed third-party plugins stay out of the test run, and nothing is ever downloaded.
@@ -25,6 +26,22 @@ def tiny_resnet():
 @pytest.fixture(scope="session")
 def tiny_vit():
     return tiny_clip("vit")
+
+
+@pytest.fixture(scope="session")
+def bn_resnet(tiny_resnet):
+    """The tiny ResNet with BatchNorms that do something (random statistics and affine terms):
+    at initialization they are identities, and folding them would prove nothing."""
+    visual = copy.deepcopy(tiny_resnet.visual)
+    gen = torch.Generator().manual_seed(0)
+    for m in visual.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=gen) * 0.5)
+            m.running_var.copy_(torch.rand(n, generator=gen) * 2 + 0.2)
+            m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
+            m.bias.copy_(torch.randn(n, generator=gen) * 0.2)
+    return tiny_resnet.with_visual(visual)
 
 
 @pytest.fixture(params=["resnet", "vit"])

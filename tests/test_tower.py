@@ -15,22 +15,6 @@ from mmneurons.tower import fast_tower, fold_batchnorm
 LAYERS = ["act3", "layer1", "layer2.0", "layer3", "layer4"]
 
 
-@pytest.fixture(scope="module")
-def bn_resnet(tiny_resnet):
-    """The tiny ResNet with BatchNorms that do something (random statistics and affine terms):
-    at initialization they are identities, and folding them would prove nothing."""
-    visual = copy.deepcopy(tiny_resnet.visual)
-    gen = torch.Generator().manual_seed(0)
-    for m in visual.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=gen) * 0.5)
-            m.running_var.copy_(torch.rand(n, generator=gen) * 2 + 0.2)
-            m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
-            m.bias.copy_(torch.randn(n, generator=gen) * 0.2)
-    return tiny_resnet.with_visual(visual)
-
-
 def _batchnorms(visual):
     return [name for name, m in visual.named_modules() if isinstance(m, torch.nn.BatchNorm2d)]
 
