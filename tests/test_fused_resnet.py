@@ -31,10 +31,19 @@ def fused_calls(monkeypatch):
 
 
 def _towers(model, precision, monkeypatch):
+    """Two fast towers, one without fused ReLUs and one with them (fp32 towers, NCHW, are not
+    fused by ``fast_tower``; fusing one by hand still must compute the same)."""
     with monkeypatch.context() as m:
         m.setattr(tower, "fuse_relus", lambda visual: 0)
-        unfused = tower.fast_tower(model, precision)
-    return unfused, tower.fast_tower(model, precision)
+        unfused, fused = tower.fast_tower(model, precision), tower.fast_tower(model, precision)
+    assert fused_resnet.fuse_relus(fused.visual) == 1 + 4
+    return unfused, fused
+
+
+def _fused_fp32(model):
+    fused = tower.fast_tower(model, "fp32")
+    fused_resnet.fuse_relus(fused.visual)
+    return fused
 
 
 def _run(model, x, layers=LAYERS):
@@ -80,7 +89,7 @@ def test_fused_bf16_tower_is_as_close_to_float32_as_the_unfused_one(bn_resnet, m
 
 
 def test_a_hook_inside_a_block_sees_its_own_output(bn_resnet, fused_calls):
-    fused = tower.fast_tower(bn_resnet, "fp32")
+    fused = _fused_fp32(bn_resnet)
     x = torch.rand(2, 3, bn_resnet.image_size, bn_resnet.image_size)
     inner = ["act3", "layer1.0.act2", "layer3.0.act3"]  # the stem's last ReLU, block ReLUs (one after the add)
     got = capture_layers(fused, x, inner + ["layer4"])
@@ -96,6 +105,7 @@ def test_a_hook_inside_a_block_sees_its_own_output(bn_resnet, fused_calls):
 
 def test_a_swapped_relu_or_an_unfolded_batchnorm_keeps_its_block_unfused(bn_resnet, fused_calls):
     fused = tower.fast_tower(bn_resnet, "fp32", keep=["visual.layer2.0.bn1"])
+    fused_resnet.fuse_relus(fused.visual)
     block = fused.visual.layer1[0]
     seen = []
     block.act2.forward = lambda x: seen.append(x.shape) or torch.relu(x)  # as the redirected ReLU swaps it
@@ -107,8 +117,9 @@ def test_a_swapped_relu_or_an_unfolded_batchnorm_keeps_its_block_unfused(bn_resn
     assert id(fused.visual.layer3[0].conv1) in ran
 
 
-def test_only_open_clips_own_forwards_are_replaced(tiny_resnet):
-    visual = tower.fast_tower(tiny_resnet, "fp32").visual
+def test_only_bf16_towers_are_fused_and_only_open_clips_own_forwards_are_replaced(tiny_resnet):
+    assert "stem" not in vars(tower.fast_tower(tiny_resnet, "fp32").visual)
+    visual = tower.fast_tower(tiny_resnet, "bf16").visual
     assert "stem" in vars(visual) and all("forward" in vars(block) for layer in
                                           (visual.layer1, visual.layer4) for block in layer)
     from open_clip.modified_resnet import Bottleneck
