@@ -10,8 +10,9 @@ with the same oneDNN kernels ``F.conv2d`` uses, so the results are the same numb
 after the convolution, and a residual sum before that ReLU, can ride along as oneDNN post-ops
 (:meth:`PackedConv2d.relu_forward`).
 
-The ops are the ones PyTorch's own compiler emits for CPU convolutions (``torch.ops.mkldnn``);
-where they are missing or refuse a shape, the convolution stays plain: never an error.
+The ops are the ones PyTorch's own compiler emits for CPU convolutions (``torch.ops.mkldnn``,
+private); where they are missing or refuse to pack a weight for a shape, the convolution stays
+plain.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ def packing_available(dtype: torch.dtype) -> bool:
     return dtype == torch.float32
 
 
+def _geometry(conv: nn.Conv2d) -> tuple[list[int], list[int], list[int], int]:
+    return list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups
+
+
 class _Packed:
     """One input shape's packed weights and the geometry of its input gradient."""
 
@@ -45,15 +50,11 @@ class _Packed:
         # the transposed convolution's output must come back to the input's size exactly
         self.output_padding = [shape[2 + i] - ((out[i] - 1) * conv.stride[i] - 2 * conv.padding[i]
                                                + conv.dilation[i] * (kernel[i] - 1) + 1) for i in range(2)]
-        geometry = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
-        self.forward = torch.ops.mkldnn._reorder_convolution_weight(weight, *geometry, list(shape))
-        padding, stride, dilation, groups = geometry
+        padding, stride, dilation, groups = _geometry(conv)
+        self.forward = torch.ops.mkldnn._reorder_convolution_weight(weight, padding, stride, dilation, groups,
+                                                                    list(shape))
         self.backward = torch.ops.mkldnn._reorder_convolution_transpose_weight(
             weight, padding, self.output_padding, stride, dilation, groups, [shape[0], weight.shape[0], *out])
-
-
-def _geometry(conv: nn.Conv2d) -> tuple[list[int], list[int], list[int], int]:
-    return list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups
 
 
 def _input_gradient(conv: "PackedConv2d", packed: _Packed, grad: torch.Tensor) -> torch.Tensor:
@@ -174,4 +175,3 @@ def pack_convolutions(module: nn.Module, memory_format: torch.memory_format = to
                 setattr(parent, name, PackedConv2d.from_conv(child, memory_format))
                 count += 1
     return count
-

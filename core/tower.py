@@ -20,8 +20,8 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from .models import ClipModel
 from .fused_resnet import fuse_relus
+from .models import ClipModel
 from .packed_conv import pack_convolutions
 
 
