@@ -105,7 +105,7 @@ class PackedConv2d(nn.Conv2d):
 
     It computes in the weight's dtype and memory format (the input is cast, as autocast would
     for a bf16 tower). Anything it cannot pack (a weight that needs a gradient, a non-CPU input,
-    a shape oneDNN refuses) goes through the plain ``nn.Conv2d`` path.
+    a build without the ops, a shape oneDNN refuses) goes through the plain ``nn.Conv2d`` path.
     """
 
     memory_format: torch.memory_format = torch.contiguous_format
@@ -153,7 +153,7 @@ class PackedConv2d(nn.Conv2d):
             if len(self._packed) >= _MAX_SHAPES:
                 self._packed.clear()
             try:
-                self._packed[key] = _Packed(self, x.shape)
+                self._packed[key] = _Packed(self, x.shape) if packing_available(self.weight.dtype) else None
             except RuntimeError:  # a shape or build oneDNN refuses: this shape stays plain
                 self._packed[key] = None
         return self._packed[key]

@@ -12,8 +12,8 @@ from torch import nn
 from mmneurons import packed_conv
 from mmneurons.packed_conv import PackedConv2d, pack_convolutions, packing_available
 
-pytestmark = pytest.mark.skipif(not packing_available(torch.float32),
-                                reason="this PyTorch build has no oneDNN convolution ops")
+needs_packing = pytest.mark.skipif(not packing_available(torch.float32),
+                                   reason="this PyTorch build has no oneDNN convolution ops")
 
 GEOMETRIES = {  # kernel, stride, padding, dilation, groups
     "1x1": (1, 1, 0, 1, 1), "3x3": (3, 1, 1, 1, 1), "stride 2": (3, 2, 1, 1, 1), "dilation 2": (3, 1, 2, 2, 1),
@@ -37,6 +37,7 @@ def _output_and_input_gradient(conv, x, grad):
     return y.detach(), x.grad
 
 
+@needs_packing
 @pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("geometry", GEOMETRIES)
 def test_outputs_and_input_gradients_match_the_plain_convolution(geometry, precision):
@@ -56,6 +57,7 @@ def test_outputs_and_input_gradients_match_the_plain_convolution(geometry, preci
         assert gx_ref.abs().max() > 0
 
 
+@needs_packing
 def test_weights_are_packed_once_per_input_shape_and_the_cache_stays_small():
     packed = PackedConv2d.from_conv(_frozen_conv(GEOMETRIES["3x3"], torch.float32, torch.contiguous_format))
     x = torch.randn(2, 8, 12, 12)
@@ -68,7 +70,7 @@ def test_weights_are_packed_once_per_input_shape_and_the_cache_stays_small():
     assert 1 <= len(packed._packed) <= packed_conv._MAX_SHAPES
 
 
-def test_a_trainable_weight_or_a_refused_shape_goes_the_plain_way(monkeypatch):
+def test_a_trainable_weight_a_missing_op_or_a_refused_shape_goes_the_plain_way(monkeypatch):
     conv = nn.Conv2d(8, 16, 3, padding=1)  # weight needs gradients: no packing, weight gradient kept
     packed = PackedConv2d.from_conv(conv)
     packed(torch.randn(2, 8, 10, 10)).sum().backward()
@@ -77,15 +79,22 @@ def test_a_trainable_weight_or_a_refused_shape_goes_the_plain_way(monkeypatch):
     def refuse(*args, **kwargs):
         raise RuntimeError("could not create a primitive descriptor")
 
-    monkeypatch.setattr(packed_conv._Packed, "__init__", refuse)
     frozen = _frozen_conv(GEOMETRIES["3x3"], torch.float32, torch.contiguous_format)
-    packed = PackedConv2d.from_conv(frozen)
     x = torch.randn(2, 8, 10, 10)
-    (y_ref, gx_ref), (y, gx) = (_output_and_input_gradient(c, x, torch.ones(2, 16, 10, 10)) for c in (frozen, packed))
-    assert packed._packed == {((2, 8, 10, 10), torch.float32): None}
-    assert torch.equal(y, y_ref) and torch.equal(gx, gx_ref)
+    for simulate in ("a build without the ops", "a shape oneDNN refuses"):
+        with monkeypatch.context() as m:
+            if simulate == "a build without the ops":
+                m.setattr(packed_conv, "packing_available", lambda dtype: False)
+            else:
+                m.setattr(packed_conv._Packed, "__init__", refuse)
+            packed = PackedConv2d.from_conv(frozen)
+            (y_ref, gx_ref), (y, gx) = (_output_and_input_gradient(c, x, torch.ones(2, 16, 10, 10))
+                                        for c in (frozen, packed))
+        assert packed._packed == {((2, 8, 10, 10), torch.float32): None}, simulate
+        assert torch.equal(y, y_ref) and torch.equal(gx, gx_ref), simulate
 
 
+@needs_packing
 def test_pack_convolutions_replaces_every_plain_conv_in_place_and_copies_repack():
     net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
                         nn.Sequential(nn.Conv2d(8, 8, 1), nn.Conv2d(8, 4, 3, padding="same"))).requires_grad_(False)
