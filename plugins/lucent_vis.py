@@ -19,7 +19,8 @@ decorrelation constants, and runs its own loop:
 - a ResNet tower is rendered through a private copy with its BatchNorms folded into the
   convolutions, in bf16 + channels_last when ``precision`` says so, and on CPU with the weights
   packed for oneDNN and the ReLUs fused into the convolutions (:mod:`mmneurons.tower`): the
-  shared model is never changed, and the reported values are read on it in float32.
+  shared model is never changed, and the reported values are read on it in float32 from the
+  8-bit images that are saved.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from lucent.optvis.param.spatial import rfft2d_freqs
 from PIL import Image
 
 from mmneurons.activations import capture_layers, layer_gradient, unit_activations
+from mmneurons.hardware import auto_precision
 from mmneurons.hookspecs import hookimpl
 from mmneurons.images import to_pil
 from mmneurons.kinds import Progress, Visualizer, no_progress
@@ -62,7 +64,8 @@ COMMON_PARAMS = (
     Param("image_penalty", "float", 0.0, min=0.0, help="weight of mean((x - 0.5)^2) (paper: 10)"),
     Param("precision", "str", "auto", choices=("auto", "fp32", "bf16"),
           help="bf16: bfloat16 weights (a ResNet tower is copied), autocast and channels_last; "
-               "auto: bf16 on GPU and on CPU for inputs of 160 px and up"),
+               "auto: bf16 on GPU, and on CPU for inputs of 160 px and up when the CPU has bf16 "
+               "instructions (AMX or AVX-512-BF16), else fp32"),
     Param("redirect_steps", "int", 16, min=0,
           help="first steps with ReLU gradient redirection, used when a target is inactive on the starting image"),
 )
@@ -84,6 +87,12 @@ class FFTImage:
         self.color = torch.tensor(color_correlation_normalized.T, device=device)
 
     def __call__(self) -> torch.Tensor:
+        # Always float32, also under bf16 autocast: the image optimized is the image saved, on every
+        # CPU (a bf16 color matmul rounds differently on AMX, AVX-512-bf16 and AVX2 kernels)
+        with torch.autocast(self.scale.device.type, enabled=False):
+            return self._image()
+
+    def _image(self) -> torch.Tensor:
         spectrum = torch.view_as_complex(self.scale * self.spectrum)
         image = torch.fft.irfftn(spectrum, s=(self.size, self.size), norm="ortho")[:, :, :self.size, :self.size] / 4.0
         if self.decorrelate and self.channels == 3:
@@ -181,9 +190,7 @@ def redirected_relus(model: ClipModel, enabled: bool) -> Iterator[None]:
 
 
 def resolve_precision(model: ClipModel, precision: str) -> str:
-    if precision != "auto":
-        return precision
-    return "bf16" if model.device.type == "cuda" or model.image_size >= 160 else "fp32"
+    return auto_precision(model.device, model.image_size) if precision == "auto" else precision
 
 
 @contextmanager
@@ -226,7 +233,8 @@ def render(model: ClipModel, jobs: Sequence[Job], values: dict, extra_objective:
            tower: ClipModel | None = None,
            baselines: tuple[Sequence[float], Sequence[float]] | None = None) -> list[FeatureVis]:
     """Optimize one image per job in a single batch, through ``tower`` (default: a new
-    :func:`fast_tower` of ``model``); the reported activations are read on ``model`` itself.
+    :func:`fast_tower` of ``model``); the reported activations are read on ``model`` itself, in
+    float32, from the 8-bit images that are saved (so reading a saved PNG back gives the same value).
     ``baselines``: the jobs' values on the gray and noise images, if already read (:func:`read_baselines`)."""
     steps, size, device = values["steps"], model.image_size, model.device
     layers = sorted({job.layer for job in jobs})
@@ -256,8 +264,8 @@ def render(model: ClipModel, jobs: Sequence[Job], values: dict, extra_objective:
                     x = x * a + background * (1 - a)
                 acts = capture_layers(tower, robust_transform(x, gens, values["transforms"]), layers)
                 if step == 1 and model.kind == "resnet" and values["redirect_steps"] > 1:
-                    with torch.no_grad():
-                        redirect = any(not job.minimize and float(job.read(acts[job.layer][i:i + 1].float())[0]) <= 0
+                    with torch.no_grad():  # exactly 0: what a ReLU output reads when nothing gets through
+                        redirect = any(not job.minimize and float(job.read(acts[job.layer][i:i + 1].float())[0]) == 0
                                        for i, job in enumerate(jobs))
                 loss = objective(lambda name: acts[name].float())
                 if values["image_penalty"]:
@@ -274,14 +282,12 @@ def render(model: ClipModel, jobs: Sequence[Job], values: dict, extra_objective:
                 for i in range(len(jobs)):
                     snapshots[i].append(_to_pil(final_rgb[i], final_a[i] if final_a is not None else None))
             progress(done + step * len(jobs), total, f"{method}: step {step}/{steps}")
-    reached = _reached(model, jobs, rgb())
+    reached = _reached(model, jobs, _saved_colors([s[-1] for s in snapshots], device))
     on_gray, on_noise = baselines if baselines is not None else read_baselines(model, jobs, values["seed"])
+    redirected = values["redirect_steps"] if redirect else 0
     results = []
     for i, job in enumerate(jobs):
-        warnings = []
-        if not job.minimize and reached[i] <= max(on_gray[i], on_noise[i]):
-            warnings.append(f"{job.label} never rose above its value on gray/noise images: the unit may be dead "
-                            f"for this model (redirected ReLU gradients were used for {values['redirect_steps']} steps)")
+        warnings = target_warnings(job, reached[i], on_gray[i], on_noise[i], model.kind, redirected)
         results.append(FeatureVis(
             model_id=model.model_id, method=method, target=job.label, image=snapshots[i][-1], snapshots=snapshots[i],
             thresholds=thresholds, activation=reached[i], activation_gray=on_gray[i], activation_noise=on_noise[i],
@@ -295,6 +301,33 @@ def _values(model: ClipModel, jobs: Sequence[Job], images: torch.Tensor) -> torc
     in that layout (6 RN50x4 images: 1.50 s against 2.07 s in NCHW, docs/benchmarks.md)."""
     with torch.no_grad():
         return unit_activations(model, images.float().contiguous(memory_format=torch.channels_last), jobs)
+
+
+def target_warnings(job: Job, reached: float, on_gray: float, on_noise: float, kind: str,
+                    redirected: int) -> list[str]:
+    """What a user must know about a render that did not move its target past the baselines, true
+    for the target at hand: ReLUs are named only where they exist (ResNet towers) and redirection
+    only where it was used (``redirected`` steps)."""
+    if job.minimize:
+        floor = min(on_gray, on_noise)
+        if reached < floor:
+            return []
+        why = (": a ReLU output cannot go below 0, and this unit is already 0 there"
+               if kind == "resnet" and floor <= 0 else "")
+        return [f"{job.label} did not fall below its value on gray/noise images ({floor:.4g}){why}"]
+    if reached > max(on_gray, on_noise):
+        return []
+    if redirected:
+        return [f"{job.label} never rose above its value on gray/noise images: the unit may be dead for this "
+                f"model (its ReLU gradients were redirected for {redirected} steps)"]
+    return [f"{job.label} never rose above its value on gray/noise images ({max(on_gray, on_noise):.4g}); "
+            f"try more steps or another seed"]
+
+
+def _saved_colors(images: Sequence[Image.Image], device: torch.device) -> torch.Tensor:
+    """The saved images' color channels as pixels (alpha dropped): what a reader of the PNG gets."""
+    arrays = [np.asarray(image.convert("RGB"), np.float32) / 255 for image in images]
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).to(device)
 
 
 def _reached(model: ClipModel, jobs: Sequence[Job], final: torch.Tensor) -> list[float]:

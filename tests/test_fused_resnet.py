@@ -75,14 +75,13 @@ def test_fused_bf16_tower_is_as_close_to_float32_as_the_unfused_one(bn_resnet, m
     """bf16 input gradients through a deep net differ from float32 by tens of percent at single
     pixels (ReLU masks flip); the fused sum rounds once instead of twice, so it may differ from the
     unfused tower, but must not be further from the float32 model."""
-    if not packing_available(torch.bfloat16):
-        pytest.skip("oneDNN runs no bf16 on this CPU")
     unfused, fused = _towers(bn_resnet, "bf16", monkeypatch)
     x = torch.rand(3, 3, bn_resnet.image_size, bn_resnet.image_size)
     ref, ref_grad = _run(bn_resnet, x)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         (acts_u, grad_u), (acts_f, grad_f) = _run(unfused, x), _run(fused, x)
-    assert len(fused_calls) == 3 + 3 * 4
+    # where oneDNN runs no bf16 (AVX2-only CPUs) every block takes open_clip's own forward instead
+    assert len(fused_calls) == (3 + 3 * 4 if packing_available(torch.bfloat16) else 0)
     for name in LAYERS:
         assert _cosine(acts_f[name], ref[name]) >= min(0.999, _cosine(acts_u[name], ref[name])), name
     assert _cosine(grad_f, ref_grad) >= min(0.98, _cosine(grad_u, ref_grad) - 0.005)

@@ -60,8 +60,9 @@ def test_reported_values_are_the_final_images_values_in_float32(registry, demo, 
         with torch.no_grad():
             on_image = float(target.read(capture_layers(demo, x, [target.layer])[target.layer])[0])
             on_gray = float(target.read(capture_layers(demo, gray, [target.layer])[target.layer])[0])
-        assert abs(res.activation - on_image) <= 0.05 * abs(on_image) + 0.01, (target, res.activation, on_image)
-        assert abs(res.activation_gray - on_gray) <= 1e-5 * abs(on_gray) + 1e-6  # the PNG's 8 bits aside: exact
+        # the value reported is the saved PNG's own: only the memory layout of the two reads differs
+        assert abs(res.activation - on_image) <= 1e-5 * abs(on_image) + 1e-5, (target, res.activation, on_image)
+        assert abs(res.activation_gray - on_gray) <= 1e-5 * abs(on_gray) + 1e-6
 
 
 def test_gray_and_noise_are_read_once_per_call_and_match_solo_renders(registry, demo):

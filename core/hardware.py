@@ -1,0 +1,41 @@
+"""Defaults that depend on the hardware, chosen from the hardware the code runs on.
+
+Machines of one kind can carry different CPUs (Intel Xeon with AMX, AMD EPYC with AVX-512-BF16,
+AMD EPYC with AVX2 only), and a default that is fast on one can be slow on another: bfloat16 on a
+CPU without bf16 instructions is emulated, and slower than float32 (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["cpu_has_bf16", "auto_precision"]
+
+#: ``torch.cpu`` probes for bfloat16 arithmetic in hardware (private, so each is looked up with care)
+_BF16_PROBES = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 in hardware (AMX tiles or AVX-512-BF16)."""
+    for name in _BF16_PROBES:
+        probe = getattr(torch.cpu, name, None)
+        try:
+            if probe is not None and probe():
+                return True
+        except RuntimeError:  # a build whose cpuinfo cannot read this CPU: no claim either way
+            continue
+    return False
+
+
+def auto_precision(device: torch.device | str, image_size: int) -> str:
+    """``"bf16"`` or ``"fp32"`` for work on ``device`` at ``image_size`` px.
+
+    GPU: bf16. CPU: bf16 for inputs of 160 px and up when the CPU has bf16 instructions (below
+    that, the casts cost more than they save), else fp32. Other devices: fp32.
+    """
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return "bf16"
+    if kind == "cpu" and image_size >= 160 and cpu_has_bf16():
+        return "bf16"
+    return "fp32"
