@@ -17,7 +17,7 @@ import click
 
 from . import __version__
 from .images import ImageLoadError
-from .kinds import HOOK_KINDS, Progress
+from .kinds import HOOK_KINDS, Progress, plugin_params
 from .models import LayerError, ModelLoadError, default_model_id, load_model
 from .params import Param, ParamError
 from .registry import PluginError, UnknownPluginError, get_registry
@@ -228,7 +228,8 @@ def visualize(model, targets, method, pairs, out, device) -> None:
         visualizer = get_registry().get("mmneurons_visualizers", method)
         clip = _load(model, device)
         with tqdm_progress(method) as progress:
-            results = visualizer.visualize(clip, list(targets), parse_pairs(pairs), progress)
+            results = visualizer.visualize(clip, list(targets), plugin_params(visualizer, parse_pairs(pairs)),
+                                           progress)
         for i, result in enumerate(results):
             safe = "".join(c if c.isalnum() or c in "._-@" else "_" for c in result.target)
             path = result.save(Path(out) / f"{i:03d}-{safe}")
@@ -247,20 +248,19 @@ def visualize(model, targets, method, pairs, out, device) -> None:
 @click.option("--source", "source_name", default=None, help="Any registered image source, e.g. demo_shapes.")
 @click.option("-s", "--source-param", "source_pairs", multiple=True, help="Image source parameter NAME=VALUE.")
 @click.option("-p", "--param", "pairs", multiple=True, help="Probe parameter NAME=VALUE, e.g. -p k=16.")
-@click.option("--out", type=click.Path(), required=True, help="Folder to save the result in.")
+@click.option("--out", type=click.Path(), default=None,
+              help="Folder to save the result in (without it the result is printed and nothing is saved).")
 @device_option
 def probe(name, model, target, images, words, source_name, source_pairs, pairs, out, device) -> None:
     """Run probe NAME on MODEL for TARGET (a unit like layer4.0:17, a layer, or a prompt)."""
-    import json as _json
-
     from .images import FolderSource, WordSource
-    from .params import resolve_params
 
     if sum(x is not None for x in (images, words, source_name)) > 1:
         raise click.UsageError("give at most one of --images, --words or --source")
     with user_errors():
         registry = get_registry()
         plugin = registry.get("mmneurons_probes", name)
+        values = plugin_params(plugin, parse_pairs(pairs))
         source = None
         if images:
             source = FolderSource(images)
@@ -268,21 +268,28 @@ def probe(name, model, target, images, words, source_name, source_pairs, pairs, 
             source = WordSource.from_file(words)
         elif source_name:
             factory = registry.get("mmneurons_image_sources", source_name)
-            source = factory.create(**resolve_params(factory.params, parse_pairs(source_pairs),
-                                                     owner=f"image source '{source_name}'"))
+            source = factory.create(**plugin_params(factory, parse_pairs(source_pairs)))
         clip = _load(model, device)
         with tqdm_progress(name) as progress:
-            result = plugin.run(clip, target, source, parse_pairs(pairs), progress)
-        path = result.save(out)
+            result = plugin.run(clip, target, source, values, progress)
+        path = result.save(out) if out else None
+    echo_result(result)
+    if path is not None:
+        click.echo(f"-> {path}")
+
+
+def echo_result(result: Any, rows: int = 10) -> None:
+    """Print a result's summary and the first ``rows`` rows of each of its tables (any result that
+    has ``summary`` and ``tables``), then its warnings on stderr."""
     summary = getattr(result, "summary", None)
-    click.echo(_json.dumps(summary, indent=1, default=str) if summary else f"{name}: done")
-    for table, rows in (getattr(result, "tables", None) or {}).items():
+    if summary:
+        click.echo(json.dumps(summary, indent=1, default=str))
+    for table, items in (getattr(result, "tables", None) or {}).items():
         click.echo(f"{table}:")
-        for row in rows[:10]:
+        for row in items[:rows]:
             click.echo("  " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
-    click.echo(f"-> {path}")
 
 
 def parse_pairs(pairs: Sequence[str]) -> dict[str, str]:
@@ -336,7 +343,8 @@ def attribute(model, images, target, label, labels, templates, prompt, method, p
         attributor = get_registry().get("mmneurons_attributors", method)
         clip = _load(model, device)
         with tqdm_progress(method) as progress:
-            results = attributor.attribute(clip, list(images), goal, parse_pairs(pairs), progress)
+            results = attributor.attribute(clip, list(images), goal, plugin_params(attributor, parse_pairs(pairs)),
+                                           progress)
         for i, result in enumerate(results):
             path = result.save(Path(out) / f"{i:03d}-{Path(result.image_id).stem}")
             delta = f", convergence delta {result.convergence_delta:.2e}" if result.convergence_delta is not None else ""

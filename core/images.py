@@ -133,6 +133,16 @@ def to_pil(pixels: torch.Tensor) -> Image.Image:
     return Image.fromarray(arr)
 
 
+def skipped_note(skipped: Sequence[Sequence[str]], first: int = 5) -> str | None:
+    """One line naming the images that did not load, ``(id, reason)`` pairs: the first ``first``
+    and how many more (``"2 images skipped: a.png (corrupt or truncated), b.png (...)"``)."""
+    if not skipped:
+        return None
+    named = ", ".join(f"{image_id} ({why})" for image_id, why in list(skipped)[:first])
+    more = f" and {len(skipped) - first} more" if len(skipped) > first else ""
+    return f"{len(skipped)} image{'s' if len(skipped) != 1 else ''} skipped: {named}{more}"
+
+
 class FolderSource:
     """Every file under ``root`` (hidden ones excepted); categories from the first subfolder."""
 

@@ -9,9 +9,9 @@ works), but they document the contract and give the defaults.
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence
 
-from .params import Param
+from .params import Param, resolve_params
 
 if TYPE_CHECKING:  # pragma: no cover
     from .images import ImageSource
@@ -23,6 +23,14 @@ Progress = Callable[[int, int, str], None]
 
 def no_progress(done: int, total: int, message: str = "") -> None:
     """A progress callback that ignores everything."""
+
+
+def plugin_params(plugin: Any, values: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``values`` typed and checked against ``plugin.params``: defaults filled, unknown names refused
+    with the allowed ones listed, every error naming the plugin. The CLI and the app call this once,
+    before a plugin's work method, so a plugin always receives typed values (``"2"`` arrives as 2)."""
+    kind = str(getattr(plugin, "kind", "plugin")).replace("_", " ")
+    return resolve_params(getattr(plugin, "params", ()), values, owner=f"{kind} '{getattr(plugin, 'name', '?')}'")
 
 
 class PluginObject:

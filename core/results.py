@@ -2,7 +2,8 @@
 
 Every result is a dataclass with a ``kind`` (the app draws it with the renderer registered for that
 kind). ``save`` writes a folder: ``result.json`` (fields, with the class path so ``load`` can
-rebuild it), ``arrays.npz`` for arrays and one PNG per image. Writes are atomic: the folder is
+rebuild it; strict JSON that any parser reads: a NaN or infinite number is written as ``null``),
+``arrays.npz`` for arrays (which keep them as they are) and one PNG per image. Writes are atomic: the folder is
 built under a temporary name and renamed into place, so an interrupted save never leaves half a
 result where a complete one is expected.
 """
@@ -13,6 +14,7 @@ import dataclasses
 import importlib
 import io
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -66,8 +68,8 @@ def _encode(value: Any, key: str, arrays: dict, images: dict) -> Any:
         return {str(k): _encode(v, f"{key}.{k}", arrays, images) for k, v in value.items()}
     if isinstance(value, (np.integer,)):
         return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None  # strict JSON: NaN and infinities are null
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {"$dataclass": _class_path(type(value)),
                 "fields": {f.name: _encode(getattr(value, f.name), f"{key}.{f.name}", arrays, images)
@@ -123,7 +125,7 @@ def save_result(result: Result, path: str | os.PathLike) -> Path:
     doc = {"format": FORMAT_VERSION, "type": _class_path(type(result)), "kind": result.kind, "fields": fields}
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        (tmp / "result.json").write_text(json.dumps(doc, indent=1, default=_json_default))
+        (tmp / "result.json").write_text(json.dumps(doc, indent=1, default=_json_default, allow_nan=False))
         if arrays:
             np.savez(tmp / "arrays.npz", **arrays)
         for name, img in images.items():
@@ -147,7 +149,7 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, (np.integer,)):
         return int(obj)
     if isinstance(obj, (np.floating,)):
-        return float(obj)
+        return float(obj) if math.isfinite(obj) else None
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"cannot store {type(obj).__name__} in result.json")

@@ -249,6 +249,17 @@ class UnitContributions(Result):
         return [{"unit": f"{self.layer}:{int(c)}", "contribution": float(v)}
                 for c, v in zip(self.channels[:top], self.contributions[:top])]
 
+    @property
+    def summary(self) -> dict:
+        """What a probe result's summary holds: the target, the layer and how well the units add up."""
+        return {"target": self.target, "layer": self.layer, "images": self.images, "total": self.total,
+                "target_minus_baseline": self.target_minus_baseline}
+
+    @property
+    def tables(self) -> dict[str, list[dict]]:
+        """The ranking as a probe result's table, so every front end shows it like any probe's."""
+        return {"units": self.table()}
+
 
 class UnitContributionsProbe(Probe):
     name = "unit_contributions"

@@ -162,3 +162,77 @@ def test_demo_evaluate_writes_only_when_asked_and_train_needs_out(run, tmp_path)
     assert out.exit_code == 0, out.output
     assert json.loads((folder / "manifest.json").read_text())["evaluation"]["held_out"]["per_cell"] == 2
     assert run("demo", "train").exit_code == 2  # --out is required: never overwrite the shipped model by accident
+
+
+class _EchoProbe:
+    """A third-party probe that does not resolve its own parameters: it gets what the CLI hands it."""
+
+    kind, name, description, targets, source = "probe", "echo", "Echo its parameters.", ("layer",), "none"
+
+    def __init__(self):
+        from mmneurons.params import Param
+
+        self.params = (Param("scale", "int", 1, min=1), Param("loud", "bool", False))
+        self.received = []
+
+    def supports(self, model):
+        return True
+
+    def run(self, model, target, source, params, progress):
+        from mmneurons.results import ProbeResult
+
+        self.received.append(params)
+        return ProbeResult(probe=self.name, model_id=model.model_id, target=str(target),
+                           summary={"scaled": "ab" * params["scale"]})
+
+
+@pytest.fixture
+def echo(registry):
+    from mmneurons.hookspecs import hookimpl
+
+    probe = _EchoProbe()
+
+    class Plugin:
+        @hookimpl
+        def mmneurons_probes(self):
+            return [probe]
+
+    registry.register(Plugin(), name="echo_plugin")
+    return probe
+
+
+def test_plugins_receive_typed_parameters_from_the_command_line(run, echo):
+    out = run("probe", "echo", "demo:shapes", "layer4.0", "-p", "scale=2", "-p", "loud=yes")
+    assert out.exit_code == 0, out.output
+    assert echo.received == [{"scale": 2, "loud": True}] and type(echo.received[0]["scale"]) is int
+    assert '"scaled": "abab"' in out.output  # not "ab" * "2", which would have raised inside the plugin
+
+
+@pytest.mark.parametrize("pair, message", [
+    ("scal=2", "unknown parameter(s) of probe 'echo': scal; known: loud, scale"),
+    ("scale=two", "parameter 'scale' got 'two'; allowed: an int >= 1"),
+    ("scale=0", "parameter 'scale' got 0; allowed: an int >= 1"),
+])
+def test_bad_plugin_parameters_are_refused_before_the_plugin_runs(run, echo, pair, message):
+    out = run("probe", "echo", "demo:shapes", "layer4.0", "-p", pair)
+    assert out.exit_code == 1 and message in out.output and "Traceback" not in out.output, out.output
+    assert echo.received == []
+
+
+def test_a_probe_without_out_prints_its_result_and_saves_nothing(run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = run("probe", "neuron_search", "demo:shapes", "a star", "-p", "top=3")
+    assert out.exit_code == 0, out.output
+    assert "units:" in out.output and "unit=layer4.0:" in out.output and "->" not in out.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unit_contributions_prints_its_ranking(run, tmp_path):
+    out = run("probe", "unit_contributions", "demo:shapes", "prompt:a star", "--source", "demo_shapes",
+              "-s", "per_cell=1", "-s", "forms=photo", "-p", "steps=4", "--out", tmp_path / "contrib")
+    assert out.exit_code == 0, out.output
+    assert '"layer": "layer4.0"' in out.output and "units:" in out.output
+    rows = [line for line in out.output.splitlines() if line.startswith("  unit=layer4.0:")]
+    assert len(rows) == 10 and all("contribution=" in row for row in rows)
+    values = [float(row.rsplit("contribution=", 1)[1]) for row in rows]
+    assert values == sorted(values, reverse=True)

@@ -67,3 +67,23 @@ def test_loading_the_wrong_thing(tmp_path):
     path = Sample().save(tmp_path / "s")
     with pytest.raises(TypeError, match="holds a Sample, not a TopKActivations"):
         TopKActivations.load(path)
+
+
+def test_result_json_is_strict_json_with_non_finite_numbers_as_null(tmp_path):
+    import json
+
+    from mmneurons.results import ProbeResult
+
+    scores = np.array([1.5, -np.inf, np.nan])
+    result = ProbeResult(probe="p", summary={"score": float("-inf"), "z": np.float32("nan"), "ok": 2.5},
+                         tables={"ranking": [{"unit": "l:0", "score": float("inf")}]}, arrays={"score": scores})
+    result.save(tmp_path / "r")
+
+    def refuse(constant):  # what a browser's JSON.parse does with NaN / Infinity
+        raise ValueError(f"not JSON: {constant}")
+
+    doc = json.loads((tmp_path / "r" / "result.json").read_text(), parse_constant=refuse)
+    assert doc["fields"]["summary"] == {"score": None, "z": None, "ok": 2.5}
+    assert doc["fields"]["tables"]["ranking"] == [{"unit": "l:0", "score": None}]
+    back = load_result(tmp_path / "r")
+    assert back.summary["score"] is None and np.array_equal(back.arrays["score"], scores, equal_nan=True)

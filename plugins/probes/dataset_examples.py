@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from mmneurons.activations import capture_layers, scan_top_k
-from mmneurons.images import to_pil
+from mmneurons.images import skipped_note, to_pil
 from mmneurons.kinds import Probe, Progress, no_progress
 from mmneurons.models import ClipModel
 from mmneurons.overlay import heatmap_overlay
@@ -37,11 +37,12 @@ class DatasetExamplesProbe(Probe):
         scan = scan_top_k(model, source, layer, values["k"], reduce=values["reduce"], bottom=True,
                           batch_size=values["batch_size"], num_workers=values["workers"], progress=progress)
         summary = {"layer": layer, "images": scan.n_images, "skipped": len(scan.skipped)}
+        warnings = scan.warnings + ([skipped_note(scan.skipped)] if scan.skipped else [])
         if unit is None:  # a whole layer: the ranking per unit, no pictures
             units = [{"unit": f"{layer}:{c}", "top": [scan.image_ids[i] for i in scan.top_indices[c][:3]],
                       "top_activation": float(scan.top_values[c][0])} for c in range(scan.top_values.shape[0])]
             return ProbeResult(probe=self.name, model_id=model.model_id, target=text, summary=summary,
-                               tables={"units": units}, warnings=scan.warnings, params=values,
+                               tables={"units": units}, warnings=warnings, params=values,
                                arrays={"top_values": scan.top_values, "top_indices": scan.top_indices,
                                        "bottom_values": scan.bottom_values, "bottom_indices": scan.bottom_indices})
         c = unit.channel
@@ -58,7 +59,7 @@ class DatasetExamplesProbe(Probe):
                 captions.append(f"{end} {scan.image_ids[i]}: {float(v):.3f}")
         summary.update({"unit": str(unit), "best": tables["top"][0]["image"]})
         return ProbeResult(probe=self.name, model_id=model.model_id, target=text, summary=summary, tables=tables,
-                           images=images, captions=captions, warnings=scan.warnings, params=values)
+                           images=images, captions=captions, warnings=warnings, params=values)
 
     @staticmethod
     def maps(model: ClipModel, pictures: list, unit: Unit) -> list[np.ndarray]:

@@ -1,6 +1,7 @@
 """``modality``: the literal / symbolic / text test. A unit's mean activation per (concept,
 modality), z-scored across concepts within each modality; a unit is multimodal when its top
-concept is the same in every modality with z >= ``z_min`` in each."""
+concept is the same in every modality with z >= ``z_min`` in each. A unit whose modalities
+disagree on the top concept has no score (``null`` in the saved result)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from mmneurons.activations import layer_means
-from mmneurons.images import ImageLoadError
+from mmneurons.images import ImageLoadError, skipped_note
 from mmneurons.kinds import Probe, Progress, no_progress
 from mmneurons.models import ClipModel
 from mmneurons.params import Param, resolve_params
@@ -44,6 +45,12 @@ def concept_modality_table(acts: np.ndarray, concepts: Sequence[str], modalities
         raise ImageLoadError(f"modality probe: no image for {', '.join(missing[:8])}"
                              f"{' ...' if len(missing) > 8 else ''}; every concept needs every modality")
     return table, concept_names, modality_names
+
+
+def max_z(concepts: int) -> float:
+    """The largest z-score one of ``concepts`` values can have (one high, the others equal):
+    sqrt(concepts - 1). With 2 concepts it is 1.0, with 3 it is 1.41."""
+    return float(np.sqrt(max(concepts - 1, 0)))
 
 
 def multimodality(table: np.ndarray, z_min: float = 1.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -85,6 +92,11 @@ class ModalityProbe(Probe):
         table, concepts, mods = concept_modality_table(acts, [records[i].category for i in kept],
                                                        [modalities[i] for i in kept])
         mask, top, score = multimodality(table, values["z_min"])
+        warnings = [skipped_note([(records[i].id, why) for i, why in means.skipped])] if skipped else []
+        if values["z_min"] > max_z(len(concepts)):
+            warnings.append(f"with {len(concepts)} concepts no z-score can exceed {max_z(len(concepts)):.2f}, below "
+                            f"z_min={values['z_min']:g}: no unit can be multimodal; give more concepts or "
+                            f"-p z_min={np.floor(max_z(len(concepts)) * 100) / 100:g} or less")
         order = np.argsort(-score)
         ranking = [{"unit": f"{layer}:{int(c)}", "concept": concepts[top[c]], "score": float(score[c]),
                     "multimodal": bool(mask[c])} for c in order[: values["top"]] if np.isfinite(score[c])]
@@ -98,11 +110,12 @@ class ModalityProbe(Probe):
             c = unit.channel
             tables["unit"] = [{"concept": concept, **{mod: float(table[m, k, c]) for m, mod in enumerate(mods)}}
                               for k, concept in enumerate(concepts)]
-            summary.update({"unit": str(unit), "top_concept": concepts[top[c]], "score": float(score[c]),
+            summary.update({"unit": str(unit), "top_concept": concepts[top[c]],
+                            "score": float(score[c]) if np.isfinite(score[c]) else None,  # None: modalities disagree
                             "multimodal": bool(mask[c])})
             images.append(grouped_bars(concepts, {mod: table[m, :, c] for m, mod in enumerate(mods)},
                                        f"{unit}: mean activation per concept and modality", "mean activation"))
             captions.append(f"{unit} by concept and modality")
         return ProbeResult(probe=self.name, model_id=model.model_id, target=str(target), summary=summary,
                            tables=tables, arrays={"table": table, "score": score}, images=images,
-                           captions=captions, params=values)
+                           captions=captions, params=values, warnings=warnings)

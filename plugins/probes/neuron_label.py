@@ -5,7 +5,9 @@ encoder; p(concept | image) is the softmax of their similarities over the concep
 ``temperature``). For each unit, its top-k images D_k get rank weights falling linearly from 1 to
 ``1 - (k-1)/k``; soft-WPMI(concept) = log p(concept | D_k) - lambda log p(concept), with
 p(concept | D_k) = 1 - prod over D_k of (1 - weight x p(concept | image)) and p(concept) the mean over
-all images. The label is the concept with the highest soft-WPMI."""
+all images. The label is the concept with the highest soft-WPMI; its confidence is the rank-weighted
+mean of p(label | image) over the top images. Without a concept list the vocabulary is the 20,000
+most frequent English words (wordfreq's bundled data), as CLIP-Dissect's 20,000 common words."""
 
 from __future__ import annotations
 
@@ -15,32 +17,58 @@ import numpy as np
 import torch
 
 from mmneurons.activations import layer_means
-from mmneurons.images import ImageLoadError
+from mmneurons.images import ImageLoadError, skipped_note
 from mmneurons.kinds import Probe, Progress, no_progress
 from mmneurons.models import ClipModel
 from mmneurons.params import Param, resolve_params
 from mmneurons.results import ProbeResult
 from mmneurons.units import Unit
 
+from .rendered_words import default_words
 
-def soft_wpmi(acts: np.ndarray, p_concept_given_image: np.ndarray, k: int, lam: float = 1.0) -> np.ndarray:
-    """``[C, K]`` soft-WPMI of every concept for every unit from ``acts`` ``[N, C]`` and ``[N, K]``."""
-    n = acts.shape[0]
-    k = min(k, n)
-    top = np.argsort(-acts, axis=0)[:k].T                      # [C, k]
-    weights = 1.0 - np.arange(k) / k                            # rank weights, 1 ... 1/k
-    p = p_concept_given_image[top]                              # [C, k, K]
-    p_given_top = 1.0 - np.prod(1.0 - weights[None, :, None] * p, axis=1)
-    p_concept = p_concept_given_image.mean(axis=0)              # [K]
+#: labels per unit kept in the result's arrays (the label and its runners-up)
+TOP_LABELS = 5
+
+
+def _top_images(acts: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``([C, k]`` indices of each unit's top-k images, ``[k]`` rank weights falling from 1 to 1/k)."""
+    k = min(k, acts.shape[0])
+    return np.argsort(-acts, axis=0)[:k].T, 1.0 - np.arange(k) / k
+
+
+def soft_wpmi(acts: np.ndarray, p_concept_given_image: np.ndarray, k: int, lam: float = 1.0,
+              chunk: int = 64) -> np.ndarray:
+    """``[C, K]`` soft-WPMI of every concept for every unit from ``acts`` ``[N, C]`` and ``[N, K]``,
+    ``chunk`` units at a time (``[chunk, k, K]`` in memory, not ``[C, k, K]``: 20,000 words fit)."""
+    top, weights = _top_images(acts, k)
     eps = 1e-12
-    return np.log(p_given_top + eps) - lam * np.log(p_concept + eps)[None, :]
+    prior = lam * np.log(p_concept_given_image.mean(axis=0) + eps)          # [K]
+    out = np.empty((acts.shape[1], p_concept_given_image.shape[1]), dtype=np.float64)
+    for start in range(0, len(top), chunk):
+        p = p_concept_given_image[top[start:start + chunk]]                  # [c, k, K]
+        p_given_top = 1.0 - np.prod(1.0 - weights[None, :, None] * p, axis=1)
+        out[start:start + chunk] = np.log(p_given_top + eps) - prior[None, :]
+    return out
+
+
+def label_confidence(acts: np.ndarray, p_concept_given_image: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """``[C]`` how consistently each unit's top-k images show its label: the rank-weighted mean of
+    p(label | image) over them, in [0, 1]. Unlike soft-WPMI, which saturates at the prior once the
+    top image is sure, it ranks units that share a label."""
+    top, weights = _top_images(acts, k)
+    p = p_concept_given_image[top, labels[:, None]]                          # [C, k]
+    return (p * weights).sum(axis=1) / weights.sum()
 
 
 class NeuronLabelProbe(Probe):
     name = "neuron_label"
     description = "Label units with concept words by soft-WPMI between their top images and the words (CLIP-Dissect)."
     targets = ("unit", "layer")
-    params = (Param("concepts", "str", help="comma-separated concept words, or @FILE with one per line"),
+    params = (Param("concepts", "str", "",
+                    help="comma-separated concept words, @FILE with one per line, or empty: the n_words most "
+                         "frequent English words"),
+              Param("n_words", "int", 20_000, min=2, max=100_000,
+                    help="size of the default vocabulary (wordfreq; CLIP-Dissect used 20,000 common words)"),
               Param("template", "str", "{}", help="prompt template for the concept words"),
               Param("k", "int", 20, min=1, help="top images per unit"),
               Param("lam", "float", 1.0, min=0.0, help="weight of the concept prior (lambda)"),
@@ -50,15 +78,25 @@ class NeuronLabelProbe(Probe):
     def run(self, model: ClipModel, target: Any, source: Any, params: dict | None = None,
             progress: Progress = no_progress) -> ProbeResult:
         values = resolve_params(self.params, params or {}, owner=f"probe '{self.name}'")
-        concepts = self.concepts(values["concepts"])
+        given = bool(values["concepts"].strip())
+        concepts = self.concepts(values["concepts"]) if given else default_words(values["n_words"])
+        unknown = [c for c in concepts if self.unknown(model, c)]
+        warnings = []
+        if given and unknown:
+            warnings.append(f"{len(unknown)} concept words are unknown to the model's tokenizer (their embeddings "
+                            f"are all alike): {', '.join(unknown[:8])}{' ...' if len(unknown) > 8 else ''}")
+        elif unknown:  # the default vocabulary keeps only words the model can read
+            concepts = [c for c in concepts if c not in set(unknown)]
+            if len(concepts) < 2:
+                raise ValueError(f"neuron_label: the model's tokenizer knows {len(concepts)} of the "
+                                 f"{values['n_words']} default words; give -p concepts=...")
         text = str(target)
         unit = Unit.parse(text).validate(model) if ":" in text else None
         layer = unit.layer if unit else text
         model.layer_info(layer)
         if "{}" not in values["template"]:
             raise ValueError("neuron_label: the template must contain '{}'")
-        with torch.no_grad():
-            words = model.encode_text([values["template"].format(c) for c in concepts])
+        words = self.embed(model, [values["template"].format(c) for c in concepts], progress)
         # one full pass per batch gives both the layer (read by a hook) and the image embeddings
         means = layer_means(model, source, layer, batch_size=values["batch_size"], embeddings=True,
                             progress=progress)
@@ -67,18 +105,43 @@ class NeuronLabelProbe(Probe):
         p = torch.softmax(sims / values["temperature"], dim=1).numpy()
         scores = soft_wpmi(acts_np, p, values["k"], values["lam"])   # [C, K]
         best = scores.argmax(axis=1)
-        warnings = []
+        confidence = label_confidence(acts_np, p, best, values["k"])
         if values["k"] > acts_np.shape[0]:
             warnings.append(f"k={values['k']} is more than the {acts_np.shape[0]} images")
         channels = [unit.channel] if unit else range(acts_np.shape[1])
-        rows = [{"unit": f"{layer}:{c}", "label": concepts[best[c]], "score": float(scores[c, best[c]]),
-                 "runner_up": concepts[np.argsort(-scores[c])[1]] if len(concepts) > 1 else ""} for c in channels]
-        summary = {"layer": layer, "images": acts_np.shape[0], "concepts": len(concepts), "skipped": skipped}
+        if skipped:
+            warnings.append(skipped_note([(source.record(i).id, why) for i, why in means.skipped]))
+        top = np.argsort(-scores[list(channels)], axis=1)[:, :TOP_LABELS]          # [units, 5]
+        rows = [{"unit": f"{layer}:{c}", "label": concepts[best[c]], "confidence": float(confidence[c]),
+                 "score": float(scores[c, best[c]]), "runner_up": concepts[order[1]] if len(order) > 1 else ""}
+                for c, order in zip(channels, top)]
+        summary = {"layer": layer, "images": acts_np.shape[0], "concepts": len(concepts), "skipped": skipped,
+                   "vocabulary": "given" if given else f"default: {len(concepts)} of the {values['n_words']} most "
+                                                        f"frequent English words that the model's tokenizer knows"}
         if unit:
-            summary.update({"unit": str(unit), "label": rows[0]["label"], "score": rows[0]["score"]})
+            summary.update({"unit": str(unit), "label": rows[0]["label"], "confidence": rows[0]["confidence"],
+                            "score": rows[0]["score"]})
         return ProbeResult(probe=self.name, model_id=model.model_id, target=text, tables={"labels": rows},
-                           arrays={"scores": scores[list(channels)]}, summary=summary, params=values,
-                           warnings=warnings)
+                           arrays={"top_concepts": top, "top_scores": np.take_along_axis(scores[list(channels)], top, 1)},
+                           summary=summary, params=values, warnings=warnings)
+
+    @staticmethod
+    def unknown(model: ClipModel, word: str) -> bool:
+        """Whether the model's tokenizer says it cannot read ``word`` (tokenizers that cannot tell,
+        such as open_clip's byte-pair one, read every word)."""
+        check = getattr(model.tokenizer, "unknown_words", None)
+        return bool(check(word)) if callable(check) else False
+
+    @staticmethod
+    def embed(model: ClipModel, prompts: list[str], progress: Progress, batch: int = 512) -> torch.Tensor:
+        """Unit-norm text embeddings of ``prompts``, ``batch`` at a time (a 20,000-word vocabulary
+        in one text-tower pass would need gigabytes of activations)."""
+        rows = []
+        with torch.no_grad():
+            for start in range(0, len(prompts), batch):
+                rows.append(model.encode_text(prompts[start:start + batch]).float().cpu())
+                progress(min(start + batch, len(prompts)), len(prompts), f"embedding {len(prompts)} concept words")
+        return torch.cat(rows)
 
     @staticmethod
     def concepts(spec: str) -> list[str]:

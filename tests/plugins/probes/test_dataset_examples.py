@@ -66,3 +66,28 @@ def test_rendered_words_default_list_is_english_by_frequency(registry, tiny_resn
     result = registry.get("mmneurons_probes", "rendered_words").run(tiny_resnet, "layer3:3", None,
                                                                    {"n_words": 50, "top": 5})
     assert result.summary["words"] == 50 and set(r["word"] for r in result.table("words")) <= set(words[:50])
+
+
+def test_skipped_images_are_named_not_only_counted(registry, tiny_resnet, random_images, tmp_path):
+    from mmneurons.images import FolderSource
+
+    for i, image in enumerate(random_images[:4]):
+        image.save(tmp_path / f"ok{i}.png")
+    for name in ("broken.png", "empty.jpg", "zz-truncated.png"):
+        (tmp_path / name).write_bytes(b"\x89PNG\r\n" if name != "empty.jpg" else b"")
+    result = registry.get("mmneurons_probes", "dataset_examples").run(
+        tiny_resnet, "layer3:7", FolderSource(tmp_path), {"k": 2})
+    assert result.summary["skipped"] == 3
+    [note] = [w for w in result.warnings if "skipped" in w]
+    assert note.startswith("3 images skipped: ")
+    assert all(name in note for name in ("broken.png", "empty.jpg", "zz-truncated.png"))
+
+
+def test_the_skipped_note_names_the_first_few_and_counts_the_rest():
+    from mmneurons.images import skipped_note
+
+    skipped = [(f"img{i}.png", "corrupt or truncated") for i in range(8)]
+    assert skipped_note([]) is None
+    assert skipped_note(skipped[:1]) == "1 image skipped: img0.png (corrupt or truncated)"
+    note = skipped_note(skipped, first=3)
+    assert note.startswith("8 images skipped: img0.png (corrupt or truncated), img1.png") and note.endswith("and 5 more")
