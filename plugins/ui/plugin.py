@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import subprocess
 import sys
 from typing import Any
 
@@ -147,11 +146,12 @@ def app_command(model, host, port, max_upload_mb, headless, streamlit_args) -> N
            "--server.port", str(port), "--server.maxUploadSize", str(max_upload_mb),
            "--server.headless", "true" if headless else "false", "--browser.gatherUsageStats", "false",
            *streamlit_args]
-    click.echo(f"mmneurons app on http://{host}:{port} (Ctrl+C stops it)")
-    try:
-        raise SystemExit(subprocess.call(cmd, env=env))
-    except KeyboardInterrupt:
-        raise SystemExit(130) from None
+    click.echo(f"mmneurons app on http://{host}:{port} (Ctrl+C stops it)", err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # this process becomes the server: a SIGTERM or Ctrl+C meant for `mmneurons app` reaches
+    # Streamlit itself, and no orphaned child can be left serving
+    os.execve(sys.executable, cmd, env)
 
 
 @hookimpl
