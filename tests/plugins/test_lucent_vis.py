@@ -218,3 +218,55 @@ def test_redirected_relus_are_always_restored(demo):
                        for f, m in zip(swapped, relus))
             raise RuntimeError("inside")
     assert all("forward" not in vars(m) for m in relus)
+
+
+ZERO_ON_GRAY_AND_NOISE = "layer4.0:20"  # a post-ReLU unit that reads exactly 0 on gray and on noise
+
+
+def test_negative_says_when_a_relu_unit_has_nowhere_to_go(registry, demo):
+    [res] = _vis(registry, "negative").visualize(demo, [ZERO_ON_GRAY_AND_NOISE], {**FAST, "steps": 8})
+    assert res.activation_gray == res.activation_noise == 0.0 and res.activation >= 0.0
+    [warning] = res.warnings
+    assert "did not fall below its value on gray/noise images" in warning and "cannot go below 0" in warning
+
+
+def test_warnings_name_relus_only_where_they_exist_and_were_redirected():
+    from mmneurons.plugins.lucent_vis import Job, target_warnings
+
+    job = Job("t", "layer", lambda acts: acts, lambda i: None, "t")
+    stuck = (0.0, 0.0, 0.0)  # reached, gray, noise
+    for kind in ("vit", "resnet"):  # a ViT unit, or a direction that started below 0: nothing was redirected
+        [warning] = target_warnings(job, *stuck, kind, redirected=0)
+        assert "never rose above" in warning and "ReLU" not in warning and "dead" not in warning
+    [warning] = target_warnings(job, *stuck, "resnet", redirected=16)
+    assert "may be dead" in warning and "ReLU gradients were redirected for 16 steps" in warning
+    assert target_warnings(job, 2.0, 0.5, 0.7, "vit", redirected=0) == []
+    low = Job("-t", "layer", lambda acts: acts, lambda i: None, "-t", minimize=True)
+    [warning] = target_warnings(low, 0.9, 0.9, 1.2, "vit", redirected=0)
+    assert "did not fall below" in warning and "ReLU" not in warning
+    assert target_warnings(low, 0.1, 0.9, 1.2, "vit", redirected=0) == []
+
+
+def test_a_direction_that_starts_below_zero_is_not_redirected_as_dead(registry, demo, monkeypatch):
+    """Redirection is for ReLU outputs that read exactly 0; a projection below zero is only negative."""
+    import mmneurons.plugins.lucent_vis as lucent_vis
+
+    swaps = []
+    real = lucent_vis.redirected_relus
+
+    def spy(model, enabled):
+        swaps.append(enabled)
+        return real(model, enabled)
+
+    monkeypatch.setattr(lucent_vis, "redirected_relus", spy)
+    vector = np.random.default_rng(1).normal(size=512)
+    gray = torch.full((1, 3, 64, 64), 0.5)
+    with torch.no_grad():
+        acts = capture_layers(demo, gray, ["layer4.0"])["layer4.0"]
+    direction = Direction("layer4.0", -vector if float(Direction("layer4.0", vector).read(acts)[0]) > 0 else vector)
+    assert float(direction.read(acts)[0]) < 0
+    _vis(registry, "direction").visualize(demo, [direction], {**FAST, "steps": 4})
+    assert swaps and not any(swaps)
+    swaps.clear()
+    _vis(registry, "channel").visualize(demo, [ZERO_ON_GRAY_AND_NOISE], {**FAST, "steps": 4})
+    assert swaps[0] is False and any(swaps[1:])  # a ReLU unit at 0 on the starting image: redirected
