@@ -16,12 +16,13 @@ from typing import Any, Callable, Iterator, Sequence
 import click
 
 from . import __version__
-from .images import ImageLoadError
+from .errors import ImageLoadError, LayerError, ModelLoadError, UnitError
 from .kinds import HOOK_KINDS, Progress, plugin_params
-from .models import LayerError, ModelLoadError, default_model_id, load_model
 from .params import Param, ParamError
 from .registry import PluginError, UnknownPluginError, get_registry
-from .units import UnitError
+
+# Nothing above imports torch: `mmneurons --help` and `mmneurons plugins` start in a fraction of a
+# second. Commands import the model code when they run.
 
 # ValueError covers the rest of what users type wrong (an empty label list, a label not among the
 # labels, an image of the wrong size); ours all say what is allowed.
@@ -87,8 +88,9 @@ device_option = click.option("--device", default=None, help="cpu, cuda, cuda:1 .
 
 
 def _load(model: str | None, device: str | None):
-    model_id = model or default_model_id()
-    return load_model(model_id, device=device)
+    from .models import default_model_id, load_model
+
+    return load_model(model or default_model_id(), device=device)
 
 
 class PluginGroup(click.Group):
@@ -144,6 +146,8 @@ def plugins(show_all: bool, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def models(as_json: bool) -> None:
     """List model ids the providers know (any open_clip architecture also loads with @random)."""
+    from .models import default_model_id
+
     out = {}
     for provider in get_registry().model_providers():
         out[provider.name] = provider.list_models()

@@ -19,12 +19,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from .errors import ImageLoadError  # noqa: F401 - raised here, defined light
+
 #: Refuse images above this many pixels (PIL's own bomb check is a warning up to twice its limit).
 DEFAULT_MAX_PIXELS = 64_000_000
-
-
-class ImageLoadError(ValueError):
-    """An image (or a whole source) that cannot be used; the message names it and says why."""
 
 
 @dataclass(frozen=True)

@@ -18,19 +18,13 @@ import torch
 from PIL import Image
 from torch import nn
 
+from .errors import LayerError, ModelLoadError  # noqa: F401 - raised here, defined light
+
 if TYPE_CHECKING:  # pragma: no cover
     from .registry import PluginRegistry
 
 #: The model used when none is named: the embedded demo model, which works offline.
 DEFAULT_MODEL_ID = "demo:shapes"
-
-
-class ModelLoadError(RuntimeError):
-    """A model that cannot be loaded; the message says which, why and what to do."""
-
-
-class LayerError(ValueError):
-    """A layer name that does not exist in the model's visual tower."""
 
 
 @dataclass(frozen=True)
@@ -184,9 +178,12 @@ class ClipModel:
                 names += [f"{stage}.{i}" for i in range(len(modules[stage]))]
             names.append("attnpool")
             return [n for n in names if n in modules]
-        if self.kind == "vit":
-            blocks = self.visual.transformer.resblocks
-            return ["conv1"] + [f"transformer.resblocks.{i}" for i in range(len(blocks))]
+        if self.kind == "vit":  # each block's MLP hidden units (a ViT's neurons), then its residual output
+            names = ["conv1"]
+            for i in range(len(self.visual.transformer.resblocks)):
+                block = f"transformer.resblocks.{i}"
+                names += [n for n in (f"{block}.mlp.gelu",) if n in modules] + [block]
+            return names
         return [n for n, _ in self.visual.named_children()]
 
     def module(self, name: str) -> nn.Module:
@@ -220,7 +217,8 @@ class ClipModel:
         only the class token of its last block, whose patch tokens get zero gradient, so there it is
         the block before.
         """
-        blocks = [info.name for info in self.layers() if info.shape[1] > 1 or info.shape[2] > 1]
+        blocks = [info.name for info in self.layers()
+                  if (info.shape[1] > 1 or info.shape[2] > 1) and ".mlp." not in info.name]
         if self.kind == "vit" and len(blocks) > 2:
             return blocks[-2]
         return blocks[-1]

@@ -13,14 +13,12 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import torch
 
+from .errors import UnitError  # noqa: F401 - raised here, defined light
+
 if TYPE_CHECKING:  # pragma: no cover
     from .models import ClipModel
 
 _UNIT_RE = re.compile(r"^(?P<layer>[A-Za-z_][\w.]*):(?P<channel>-?\d+)(?:@(?P<y>-?\d+),(?P<x>-?\d+))?$")
-
-
-class UnitError(ValueError):
-    """A unit that does not parse or does not exist in the model."""
 
 
 @dataclass(frozen=True)

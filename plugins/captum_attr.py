@@ -12,7 +12,6 @@ import torch
 from PIL import Image
 
 from mmneurons.captum import GridGradCam, forward_for, layer_of, parse_target
-from mmneurons.hookspecs import hookimpl
 from mmneurons.images import to_pil, to_rgb
 from mmneurons.kinds import Attributor, Probe, Progress, no_progress
 from mmneurons.models import ClipModel
@@ -305,13 +304,3 @@ class UnitContributionsProbe(Probe):
 
 ATTRIBUTORS = (IntegratedGradientsAttributor, SaliencyAttributor, InputXGradientAttributor, GradientShapAttributor,
                SmoothGradAttributor, OcclusionAttributor, GradCamAttributor)
-
-
-@hookimpl
-def mmneurons_attributors():
-    return [cls() for cls in ATTRIBUTORS]
-
-
-@hookimpl
-def mmneurons_probes():
-    return [UnitContributionsProbe()]

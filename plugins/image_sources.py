@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from mmneurons.hookspecs import hookimpl
 from mmneurons.images import FolderSource, WordSource
 from mmneurons.kinds import ImageSourceFactory
 from mmneurons.params import Param
@@ -26,8 +25,3 @@ class WordSourceFactory(ImageSourceFactory):
 
     def create(self, path: str, size: int = 224) -> WordSource:
         return WordSource.from_file(path, size=size)
-
-
-@hookimpl
-def mmneurons_image_sources():
-    return [FolderSourceFactory(), WordSourceFactory()]

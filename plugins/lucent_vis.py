@@ -41,7 +41,6 @@ from PIL import Image
 
 from mmneurons.activations import capture_layers, layer_gradient, unit_activations
 from mmneurons.hardware import auto_precision
-from mmneurons.hookspecs import hookimpl
 from mmneurons.images import to_pil
 from mmneurons.kinds import Progress, Visualizer, no_progress
 from mmneurons.models import ClipModel
@@ -518,8 +517,3 @@ class DiversityVisualizer(LucentVisualizer):
 
 VISUALIZERS = (ChannelVisualizer, NeuronVisualizer, NegativeVisualizer, DirectionVisualizer,
                TextDirectionVisualizer, DiversityVisualizer)
-
-
-@hookimpl
-def mmneurons_visualizers():
-    return [cls() for cls in VISUALIZERS]

@@ -22,7 +22,6 @@ from urllib.parse import urlparse
 
 import torch
 
-from mmneurons.hookspecs import hookimpl
 from mmneurons.kinds import ModelProvider
 from mmneurons.models import DEFAULT_MODEL_ID, ClipModel, ModelLoadError
 
@@ -192,8 +191,3 @@ def build_model(model_cfg: dict) -> torch.nn.Module:
         cfg.pop("custom_text")
         return oc.CustomTextCLIP(**cfg)
     return oc.CLIP(**cfg)
-
-
-@hookimpl
-def mmneurons_model_providers():
-    return [OpenClipProvider()]

@@ -236,3 +236,25 @@ def test_unit_contributions_prints_its_ranking(run, tmp_path):
     assert len(rows) == 10 and all("contribution=" in row for row in rows)
     values = [float(row.rsplit("contribution=", 1)[1]) for row in rows]
     assert values == sorted(values, reverse=True)
+
+
+def test_help_and_plugins_import_no_torch():
+    """Start-up cost lives in imports: listing commands and plugins must not pay for torch (seconds)."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from mmneurons.cli import main\n"
+        "for args in (['--help'], ['plugins'], ['demo', '--help'], ['probe', '--help']):\n"
+        "    out = CliRunner().invoke(main, args)\n"
+        "    assert out.exit_code == 0, (args, out.output)\n"
+        "    assert 'demo' in out.output or args != ['--help'], out.output\n"
+        "print(sorted(m for m in ('torch', 'captum', 'lucent', 'open_clip', 'streamlit', 'matplotlib') "
+        "if m in sys.modules))\n")
+    env = {**os.environ, "MMNEURONS_LOAD_ENTRYPOINTS": "0"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", done.stdout

@@ -64,3 +64,21 @@ def test_default_layer_reaches_the_output(tiny_resnet, tiny_vit):
     assert tiny_resnet.resolve_layer("layer3") == "layer3"
     with pytest.raises(LayerError, match="no layer 'nope'"):
         tiny_resnet.resolve_layer("nope")
+
+
+def test_vit_layers_list_each_blocks_mlp_hidden_units_and_auto_stays_on_the_residual_stream(tiny_vit):
+    from mmneurons.activations import capture_layers
+    from mmneurons.units import Unit
+
+    layers = {info.name: info.shape for info in tiny_vit.layers()}
+    names = list(layers)
+    assert names == ["conv1", "transformer.resblocks.0.mlp.gelu", "transformer.resblocks.0",
+                     "transformer.resblocks.1.mlp.gelu", "transformer.resblocks.1"]
+    width = layers["transformer.resblocks.1"][0]
+    assert layers["transformer.resblocks.1.mlp.gelu"] == (4 * width,) + layers["transformer.resblocks.1"][1:]
+    assert tiny_vit.default_layer() == "transformer.resblocks.0"  # as before: the block before the last
+    unit = Unit.parse(f"transformer.resblocks.1.mlp.gelu:{4 * width - 1}").validate(tiny_vit)
+    x = torch.rand(2, 3, tiny_vit.image_size, tiny_vit.image_size)
+    with torch.no_grad():
+        hidden = capture_layers(tiny_vit, x, [unit.layer])[unit.layer]
+    assert hidden.shape[1] == 4 * width and unit.read(hidden).shape == (2,)

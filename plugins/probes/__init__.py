@@ -1,6 +1,5 @@
 """Neuron probes: the paper's analyses as plugins (one module per probe)."""
 
-from mmneurons.hookspecs import hookimpl
 
 from .activation_by_category import ActivationByCategoryProbe
 from .dataset_examples import DatasetExamplesProbe
@@ -12,8 +11,3 @@ from .typographic_attack import TypographicAttackProbe
 
 PROBES = (DatasetExamplesProbe, RenderedWordsProbe, ModalityProbe, TypographicAttackProbe, NeuronSearchProbe,
           ActivationByCategoryProbe, NeuronLabelProbe)
-
-
-@hookimpl
-def mmneurons_probes():
-    return [cls() for cls in PROBES]

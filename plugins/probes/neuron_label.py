@@ -80,13 +80,15 @@ class NeuronLabelProbe(Probe):
         values = resolve_params(self.params, params or {}, owner=f"probe '{self.name}'")
         given = bool(values["concepts"].strip())
         concepts = self.concepts(values["concepts"]) if given else default_words(values["n_words"])
-        unknown = [c for c in concepts if self.unknown(model, c)]
+        readable = [not self.unknown(model, c) for c in concepts]
+        known = [c for c, ok in zip(concepts, readable) if ok]
+        unknown = [c for c, ok in zip(concepts, readable) if not ok]
         warnings = []
         if given and unknown:
             warnings.append(f"{len(unknown)} concept words are unknown to the model's tokenizer (their embeddings "
                             f"are all alike): {', '.join(unknown[:8])}{' ...' if len(unknown) > 8 else ''}")
         elif unknown:  # the default vocabulary keeps only words the model can read
-            concepts = [c for c in concepts if c not in set(unknown)]
+            concepts = known
             if len(concepts) < 2:
                 raise ValueError(f"neuron_label: the model's tokenizer knows {len(concepts)} of the "
                                  f"{values['n_words']} default words; give -p concepts=...")

@@ -18,7 +18,6 @@ from typing import Any
 import click
 import numpy as np
 
-from mmneurons.hookspecs import hookimpl
 from mmneurons.kinds import Renderer
 
 #: thumbnails are drawn at least this wide; small images are enlarged without smoothing
@@ -119,11 +118,6 @@ class UnitContributionsRenderer(Renderer):
 RENDERERS = (ProbeRenderer, FeatureVisRenderer, AttributionMapRenderer, UnitContributionsRenderer)
 
 
-@hookimpl
-def mmneurons_renderers():
-    return [cls() for cls in RENDERERS]
-
-
 @click.command("app")
 @click.option("--model", default=None, help="Model shown first (default: the embedded demo:shapes).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on (loopback by default).")
@@ -152,8 +146,3 @@ def app_command(model, host, port, max_upload_mb, headless, streamlit_args) -> N
     # this process becomes the server: a SIGTERM or Ctrl+C meant for `mmneurons app` reaches
     # Streamlit itself, and no orphaned child can be left serving
     os.execve(sys.executable, cmd, env)
-
-
-@hookimpl
-def mmneurons_commands():
-    return [app_command]

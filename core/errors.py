@@ -1,0 +1,22 @@
+"""The errors a user can fix, in a module that imports nothing heavy: the command line catches them
+(one line, no traceback) without importing torch to do so. Each is re-exported where it is raised."""
+
+from __future__ import annotations
+
+__all__ = ["ImageLoadError", "ModelLoadError", "LayerError", "UnitError"]
+
+
+class ImageLoadError(ValueError):
+    """An image (or a whole source) that cannot be used; the message names it and says why."""
+
+
+class ModelLoadError(RuntimeError):
+    """A model that cannot be loaded; the message says which, why and what to do."""
+
+
+class LayerError(ValueError):
+    """A layer name that does not exist in the model's visual tower."""
+
+
+class UnitError(ValueError):
+    """A unit that does not parse or does not exist in the model."""

@@ -1,0 +1,10 @@
+"""Feature visualization on Lucent's objectives and parameterization."""
+
+from mmneurons.hookspecs import hookimpl
+
+
+@hookimpl
+def mmneurons_visualizers():
+    from mmneurons.plugins.lucent_vis import VISUALIZERS
+
+    return [cls() for cls in VISUALIZERS]
