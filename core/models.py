@@ -112,6 +112,10 @@ class ClipModel:
         image_size: input side length in pixels.
         mean, std: the model's own normalization (per RGB channel).
         device: where the model lives.
+        meta: what the provider knows about the model. Keys the front ends read:
+            ``templates`` (zero-shot prompt templates), ``featured_units`` (units worth seeing
+            first, best first: the app opens on the first), ``featured_plugins`` (the plugins whose
+            results the app shows for it without a click), ``sha256`` (the weights' hash).
     """
 
     def __init__(
@@ -302,6 +306,11 @@ class ClipModel:
     def templates(self) -> tuple[str, ...]:
         """Zero-shot prompt templates that suit this model (its provider may set ``meta['templates']``)."""
         return tuple(self.meta.get("templates") or ("a photo of a {}.",))
+
+    @property
+    def featured_units(self) -> tuple[str, ...]:
+        """Units worth seeing first, best first (its provider may set ``meta['featured_units']``)."""
+        return tuple(str(u) for u in self.meta.get("featured_units") or ())
 
     @property
     def logit_scale(self) -> torch.Tensor:

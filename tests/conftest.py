@@ -18,6 +18,13 @@ from mmneurons.testing import tiny_clip  # noqa: E402
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cache_dir(tmp_path_factory):
+    """What mmneurons caches for itself (the app's first view) goes to a folder of the test session,
+    never to the user's ~/.cache (servers the tests start inherit it)."""
+    os.environ["MMNEURONS_CACHE_DIR"] = str(tmp_path_factory.mktemp("mmneurons-cache"))
+
+
 @pytest.fixture(scope="session")
 def tiny_resnet():
     return tiny_clip("resnet")

@@ -117,7 +117,7 @@ def evaluate(model: ClipModel, *, per_cell: int = 40, attack_per_concept: int = 
     zero_shot["text_unseen_fonts"] = float((zero_shot_predictions(model, unseen) == unseen_concepts).mean())
     progress(1, steps, "multimodal units")
     acts = channel_means(model, probe)
-    mask, top = multimodal_mask(concept_form_table(acts, concepts, forms))
+    mask, top, score = multimodality(concept_form_table(acts, concepts, forms), Z_MIN)
     progress(2, steps, "permutation null")
     null = permutation_null(acts, concepts, forms, permutations, seed)
     result = {
@@ -128,6 +128,7 @@ def evaluate(model: ClipModel, *, per_cell: int = 40, attack_per_concept: int = 
         "multimodal": {
             "z_min": Z_MIN, "count": int(mask.sum()), "channels": int(acts.shape[1]),
             "units": [[int(c), CONCEPTS[top[c]]] for c in np.flatnonzero(mask)],
+            "ranked": [int(c) for c in np.argsort(-score, kind="stable") if mask[c]],  # most multimodal first
             "by_concept": by_concept(mask, top),
             "null_mean": float(np.mean(null)), "null_max": int(np.max(null)), "permutations": permutations,
         },

@@ -69,6 +69,12 @@ class DemoProvider(ModelProvider):
 
         meta = {k: v for k, v in manifest.items() if k != "_dir"}
         meta["templates"] = list(TEMPLATES)
+        meta["sha256"] = manifest["weights"]["sha256"]
+        evaluation = manifest.get("evaluation", {})  # the multimodal units, most multimodal first
+        multimodal = evaluation.get("multimodal", {})
+        ranked = multimodal.get("ranked") or [c for c, _ in multimodal.get("units", [])]
+        meta["featured_units"] = [f"{evaluation.get('layer')}:{c}" for c in ranked] if ranked else []
+        meta["featured_plugins"] = ["channel", "modality"]  # what the app shows of them without a click
         return ClipModel(model, WordTokenizer.from_dict(manifest["tokenizer"]), model_id=f"demo:{spec}",
                          image_size=pre["size"], mean=pre["mean"], std=pre["std"], device=device, meta=meta)
 

@@ -1,16 +1,23 @@
-"""The app's result cache: a bounded, thread-safe mapping shared by every browser session.
+"""The app's result caches: a bounded, thread-safe mapping shared by every browser session, and a
+store on disk for what the app computes on its own (the first view), so that is computed once per
+machine rather than once per start.
 
 Streamlit's ``st.cache_data`` would pickle and hash every call and cannot pass a progress callback
 through; results here are immutable once made, so one LRU dict held by ``st.cache_resource``
-serves all sessions and keeps no Streamlit out of this module (it is tested without it).
+serves all sessions. No Streamlit in this module (it is tested without it).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import threading
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any, Hashable
+
+from mmneurons.results import load_result, save_result
 
 
 def result_key(model_id: str, kind: str, plugin: str, target: Any, params: dict | None = None,
@@ -58,3 +65,46 @@ class ResultCache:
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+
+
+def cache_dir() -> Path:
+    """Where mmneurons keeps what it computed for itself: ``MMNEURONS_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/mmneurons`` (``~/.cache/mmneurons``)."""
+    if os.environ.get("MMNEURONS_CACHE_DIR"):
+        return Path(os.environ["MMNEURONS_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mmneurons"
+
+
+class ResultStore:
+    """Results on disk under ``folder``, one saved result folder per key (named by the key's hash);
+    a list of results is one folder per item. Writes are the atomic saves of
+    :func:`~mmneurons.results.save_result`; an entry that cannot be read counts as missing."""
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        self.folder = Path(folder)
+
+    def path(self, key: Hashable) -> Path:
+        return self.folder / hashlib.sha256(json.dumps(key, default=str).encode()).hexdigest()[:32]
+
+    def get(self, key: Hashable, default: Any = None) -> Any:
+        path = self.path(key)
+        try:
+            if (path / "items.json").is_file():
+                count = json.loads((path / "items.json").read_text())["items"]
+                return [load_result(path / str(i)) for i in range(count)]
+            if (path / "result.json").is_file():
+                return load_result(path)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # half-written by an older version, or damaged: compute again
+        return default
+
+    def put(self, key: Hashable, value: Any) -> None:
+        path = self.path(key)
+        if isinstance(value, list):
+            for i, item in enumerate(value):
+                save_result(item, path / str(i))
+            tmp = path / ".items.json.tmp"
+            tmp.write_text(json.dumps({"items": len(value)}))
+            tmp.replace(path / "items.json")  # the list counts only once every item is written
+        else:
+            save_result(value, path)

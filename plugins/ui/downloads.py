@@ -70,16 +70,10 @@ def result_json(result: Any) -> bytes:
 
 
 def result_tables(result: Any) -> dict[str, list[dict]]:
-    """Named tables of a result: ``tables`` (probes) or a ``table()`` method (e.g. unit contributions)."""
+    """Named tables of a result (its ``tables``: every probe result, unit contributions included)."""
     tables = getattr(result, "tables", None)
     if isinstance(tables, dict):
         return {name: rows for name, rows in tables.items() if isinstance(rows, list)}
-    table = getattr(result, "table", None)
-    if callable(table):
-        try:
-            return {"table": table()}
-        except TypeError:
-            return {}
     return {}
 
 

@@ -15,7 +15,7 @@ from mmneurons.kinds import Progress
 from mmneurons.models import ClipModel
 
 from . import state
-from .cache import result_key
+from .cache import ResultStore, result_key
 from .downloads import downloads_for
 from .widgets import param_widgets, resolved
 
@@ -130,8 +130,12 @@ def show_results(results: Any, key: str, columns: int = 1) -> None:
 
 def plugin_panel(obj: Any, model: ClipModel, target: Any, run: Callable[[dict, Progress], Any], *, key: str,
                  source_key: str | None = None, defaults: dict | None = None, columns: int = 1,
-                 run_label: str = "Run") -> Any | None:
-    """Parameters, cached result or run button, progress, result and downloads for one plugin."""
+                 run_label: str = "Run", store: ResultStore | None = None, auto: bool = False) -> Any | None:
+    """Parameters, cached result or run button, progress, result and downloads for one plugin.
+
+    ``auto``: the result is shown without a click (computed when no cache has it). With a ``store``
+    too, it is read from the store, or computed and written there (the first view: computed once
+    per machine)."""
     if obj.description:
         st.caption(obj.description)
     with st.expander("parameters"):
@@ -142,6 +146,20 @@ def plugin_panel(obj: Any, model: ClipModel, target: Any, run: Callable[[dict, P
     cache_key = result_key(model.model_id, obj.kind, obj.name, target, params, source_key)
     cache = state.results()
     result = cache.get(cache_key)
+    if result is None and (auto or store is not None):
+        stored_key = (*cache_key, str(model.meta.get("sha256", "")))  # other weights, other results
+        result = store.get(stored_key) if store is not None else None
+        if result is None:
+            start = time.perf_counter()
+            result = run_with_progress(obj, lambda progress: run(params, progress))
+            if result is not None:
+                if store is not None:
+                    store.put(stored_key, result)
+                st.session_state[f"{key}.took"] = (cache_key, time.perf_counter() - start)
+        else:
+            st.session_state[f"{key}.took"] = (cache_key, None)
+        if result is not None:
+            cache.put(cache_key, result)
     if result is None and st.button(f"{run_label} {obj.name}", key=f"{key}.run", type="primary"):
         start = time.perf_counter()
         result = run_with_progress(obj, lambda progress: run(params, progress))
@@ -152,13 +170,15 @@ def plugin_panel(obj: Any, model: ClipModel, target: Any, run: Callable[[dict, P
     if result is not None:
         took = st.session_state.get(f"{key}.took")
         if took and took[0] == cache_key:
-            st.caption(f"computed in {took[1]:.1f} s · cached for every session until the app restarts")
+            st.caption("from the disk cache (computed once on this machine)" if took[1] is None else
+                       f"computed in {took[1]:.1f} s · " + ("stored on disk for the next start" if store is not None
+                                                            else "cached for every session until the app restarts"))
         show_results(result, key, columns=columns)
     return result
 
 
 def probe_panel(probe: Any, model: ClipModel, target: Any, source: Any, source_key: str | None, *, key: str,
-                defaults: dict | None = None) -> Any | None:
+                defaults: dict | None = None, store: ResultStore | None = None) -> Any | None:
     """:func:`plugin_panel` for a probe: the image source goes in only when the probe reads images
     (and is asked for when none is chosen), and only then is it part of the cache key."""
     needs_images = probe.source == "images"
@@ -168,4 +188,4 @@ def probe_panel(probe: Any, model: ClipModel, target: Any, source: Any, source_k
     return plugin_panel(probe, model, target,
                         lambda params, progress: probe.run(model, target, source if needs_images else None, params,
                                                            progress),
-                        key=key, source_key=source_key if needs_images else None, defaults=defaults)
+                        key=key, source_key=source_key if needs_images else None, defaults=defaults, store=store)

@@ -16,7 +16,7 @@ import streamlit as st
 from mmneurons.models import ClipModel, load_model
 from mmneurons.registry import PluginRegistry, get_registry
 
-from .cache import ResultCache
+from .cache import ResultCache, ResultStore, cache_dir
 
 #: models kept loaded at once (each RN50x4 is about 0.5 GB)
 MAX_MODELS = int(os.environ.get("MMNEURONS_APP_MAX_MODELS", "3"))
@@ -48,6 +48,11 @@ def get_model(model_id: str) -> ClipModel | None:
 def results() -> ResultCache:
     """The result cache shared by all sessions."""
     return ResultCache(int(os.environ.get("MMNEURONS_APP_MAX_RESULTS", "512")))
+
+
+def result_store() -> ResultStore:
+    """Results the app computes on its own (the first view), kept on disk across starts."""
+    return ResultStore(cache_dir() / "app-results")
 
 
 def remembered(name: str, default: Any, convert: Callable[[str], Any] = str) -> Any:

@@ -125,10 +125,20 @@ def model_picker() -> ClipModel | None:
     return state.get_model(model_id)
 
 
+def featured_unit(model: ClipModel) -> tuple[str, int] | None:
+    """(layer, channel) of the unit the model's provider says is worth seeing first, if any."""
+    for text in model.featured_units[:1]:
+        layer, _, channel = text.rpartition(":")
+        if layer and channel.isdigit():
+            return layer, int(channel)
+    return None
+
+
 def layer_picker(model: ClipModel) -> str:
     names = [info.name for info in model.layers()]
     shapes = {info.name: info.shape for info in model.layers()}
-    _initial("w.layer", "layer", model.default_layer())
+    featured = featured_unit(model)
+    _initial("w.layer", "layer", featured[0] if featured and featured[0] in names else model.default_layer())
     if st.session_state["w.layer"] not in names:
         st.sidebar.warning(f"{model.model_id} has no layer {st.session_state['w.layer']!r}; showing the default")
         st.session_state["w.layer"] = model.default_layer()
@@ -140,7 +150,8 @@ def layer_picker(model: ClipModel) -> str:
 
 def unit_picker(model: ClipModel, layer: str) -> int:
     channels = model.layer_info(layer).channels
-    _initial("w.unit", "unit", 0, int)
+    featured = featured_unit(model)
+    _initial("w.unit", "unit", featured[1] if featured and featured[0] == layer else 0, int)
     if not 0 <= int(st.session_state["w.unit"]) < channels:
         st.sidebar.warning(f"{layer} has {channels} units; unit {st.session_state['w.unit']} does not exist")
         st.session_state["w.unit"] = 0

@@ -8,30 +8,42 @@ st.title("Neuron")
 model = widgets.model_picker()
 if model is None:
     st.stop()
+# the first view: no unit asked for (URL or an earlier choice) and the model names one worth seeing
+opening = not ({"unit", "layer"} & set(st.query_params) or {"w.unit", "mm.unit"} & set(st.session_state))
 layer = widgets.layer_picker(model)
 channel = widgets.unit_picker(model, layer)
 source, source_key = widgets.source_picker()
 unit = f"{layer}:{channel}"
+first_view = opening and model.featured_units[:1] == (unit,)
+featured = set(model.meta.get("featured_plugins") or ()) if first_view else set()
+store = state.result_store() if featured else None
 st.subheader(unit)
+if first_view:
+    st.caption("The most multimodal unit of this model, as its provider ranks them: its "
+               f"{', '.join(sorted(featured))} shown at once (computed once, then read from disk).")
 st.caption(f"{model.model_id} · layer {layer} {model.layer_info(layer).shape} · the address bar holds this "
            "view (model, layer, unit): copy it to share")
 
 registry = state.registry()
 st.markdown("#### Feature visualization")
-visualizers = [v for v in panels.usable(registry.visualizers(), model) if v.accepts("unit")]
+visualizers = sorted((v for v in panels.usable(registry.visualizers(), model) if v.accepts("unit")),
+                     key=lambda v: v.name not in featured)  # featured first: the tab that is open
 if not visualizers:
     st.info("No feature visualization plugin is installed.")
 for tab, vis in zip(st.tabs([v.name for v in visualizers]) if visualizers else [], visualizers):
     with tab:
         panels.plugin_panel(vis, model, unit, lambda params, progress, vis=vis: vis.visualize(model, [unit], params,
                                                                                              progress),
-                            key=f"neuron.vis.{vis.name}", columns=4, run_label="Render")
+                            key=f"neuron.vis.{vis.name}", columns=4, run_label="Render",
+                            store=store if vis.name in featured else None)
 
 st.markdown("#### Probes")
-probes = [p for p in panels.usable(registry.probes(), model) if p.accepts("unit")]
+probes = sorted((p for p in panels.usable(registry.probes(), model) if p.accepts("unit")),
+                key=lambda p: p.name not in featured)
 if not probes:
     st.info("No probe for single units is installed.")
 for tab, probe in zip(st.tabs([p.name for p in probes]) if probes else [], probes):
     with tab:
         panels.probe_panel(probe, model, unit, source, source_key, key=f"neuron.probe.{probe.name}",
-                           defaults=widgets.context_defaults(probe, source))
+                           defaults=widgets.context_defaults(probe, source),
+                           store=store if probe.name in featured else None)

@@ -30,7 +30,7 @@ name = st.selectbox("Search with", names, index=names.index("neuron_search") if 
 probe = probes[names.index(name)]
 result = panels.plugin_panel(probe, model, prompt, lambda params, progress: probe.run(model, prompt, None, params,
                                                                                       progress),
-                             key=f"search.{name}", run_label="Search with")
+                             key=f"search.{name}", run_label="Search with", auto=True)  # ?q= searches
 if result is not None:
     rows = unit_rows(result)
     if rows:

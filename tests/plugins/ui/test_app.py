@@ -72,6 +72,7 @@ def test_every_page_runs_cleanly(app, slug):
 
 
 def test_neuron_page_has_a_widget_for_every_param_of_every_unit_plugin(app):
+    app.query_params.update({"layer": "layer4.0", "unit": "7"})  # a unit asked for: every plugin waits for a click
     open_page(app, "neuron")
     ok(app)
     registry = get_registry()
@@ -171,11 +172,11 @@ def test_layer_grid_sorts_by_multimodality_and_opens_a_unit(app):
     assert app.session_state["w.unit"] == 257
 
 
-def test_search_ranks_units_for_a_prompt(app):
+def test_search_ranks_units_for_a_prompt_from_the_url_without_a_click(app):
     app.query_params["q"] = "star"
     open_page(app, "search")
-    button(app, "Search with neuron_search").click().run()
     ok(app)
+    assert "Search with neuron_search" not in [b.label for b in app.button]  # ?q= ran the search
     assert len([b for b in app.button if b.label == "Open unit"]) == 12
     assert app.dataframe, "the ranking table is shown"
 
@@ -218,7 +219,8 @@ def test_uploads_are_validated(app):
     widget(app, "attr.saliency.abs")  # the panels are there for the uploaded image
     button(app, "Attribute with saliency").click().run()
     ok(app)
-    maps = [r for value in state.results().values() for r in value if getattr(r, "method", "") == "saliency"]
+    maps = [r for value in state.results().values() for r in (value if isinstance(value, list) else [value])
+            if getattr(r, "method", "") == "saliency"]
     assert [m.image_id for m in maps] == ["red.png"]
     assert maps[0].image.getpixel((32, 32)) == (255, 0, 0)  # the upload, at the model's input size
 
@@ -311,6 +313,7 @@ def broken_app(app):
 
 def test_a_failing_plugin_is_named_and_the_page_goes_on(broken_app):
     app = broken_app
+    app.query_params.update({"layer": "layer4.0", "unit": "7"})
     open_page(app, "neuron")
     assert not app.exception
     button(app, "Run explodes").click().run()
@@ -367,3 +370,34 @@ def test_pages_work_on_any_open_clip_model_a_vit_checkpoint(app, vit_checkpoint)
         open_page(app, slug)
         ok(app)
     button(app, "Run typographic_attack")
+
+
+def test_the_app_opens_on_the_most_multimodal_unit_with_its_results_computed_once(app, tmp_path, monkeypatch):
+    from mmneurons.models import load_model
+
+    monkeypatch.setenv("MMNEURONS_CACHE_DIR", str(tmp_path))
+    assert load_model("demo:shapes").featured_units[0] == "layer4.0:489"  # the manifest's most multimodal unit
+    app.run()  # the Neuron page; no unit asked for
+    ok(app)
+    assert app.subheader[0].value == "layer4.0:489"
+    labels = [b.label for b in app.button]
+    assert "Render channel" not in labels and "Run modality" not in labels  # shown without a click
+    assert any(c.value.startswith("activation ") for c in app.caption)      # the channel visualization
+    assert {m.label: m.value for m in app.metric}["top concept"] == "star"  # the modality chart's result
+    assert sum("stored on disk for the next start" in c.value for c in app.caption) == 2
+    assert len(list((tmp_path / "app-results").iterdir())) == 2
+    assert "Run dataset_examples" in labels  # the other probes wait for a click, as everywhere
+
+    state.results().clear()  # the next start: nothing in memory, both read from disk
+    again = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=300)
+    again.query_params["model"] = "demo:shapes"
+    again.run()
+    ok(again)
+    assert sum("from the disk cache" in c.value for c in again.caption) == 2
+    assert {m.label: m.value for m in again.metric}["top concept"] == "star"
+
+    state.results().clear()  # a unit asked for is shown as asked: nothing runs without a click
+    asked = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=300)
+    asked.query_params.update({"model": "demo:shapes", "layer": "layer4.0", "unit": "489"})
+    asked.run()
+    assert "Render channel" in [b.label for b in asked.button]

@@ -179,8 +179,8 @@ def test_layer_page(page, app_url, shots):
 
 
 def test_search_page(page, app_url, shots):
-    open_page(page, f"{app_url}/search?model=demo:shapes&q=star")
-    click(page, "Search with neuron_search")
+    open_page(page, f"{app_url}/search?model=demo:shapes&q=star")  # ?q= runs the search: no click
+    assert main(page).get_by_role("button", name="Search with neuron_search").count() == 0
     # thumbnails the layer test rendered are cached for every session: only the rest are left to render
     render = main(page).get_by_role("button", name=re.compile(r"^Render thumbnails for \d+ units$"))
     if render.count():
@@ -225,3 +225,14 @@ def test_a_typed_model_id_that_cannot_load_shows_the_providers_message(page, app
     text = main(page).inner_text()
     assert "Could not load model" in text and "openclip:RN50@openai" in text and "demo:shapes" in text
     assert page.locator("[data-testid='stException']").count() == 0
+
+
+def test_a_new_user_opens_onto_a_multimodal_unit_with_its_results(page, app_url):
+    """Last in this module: the results may come from earlier tests' runs on this server (the
+    computing and the disk store are checked under AppTest)."""
+    open_page(page, f"{app_url}/")  # what `mmneurons app` opens: no model, no unit
+    assert main(page).get_by_text(f"layer4.0:{STAR_UNIT}").first.is_visible()
+    assert main(page).locator("[data-testid='stImage']").count() >= 1  # its feature visualization
+    click(page, "modality", role="tab")
+    assert main(page).get_by_text("top concept").first.is_visible()
+    assert main(page).get_by_role("button", name="Run modality").count() == 0

@@ -61,7 +61,7 @@ def test_a_single_image_is_a_png_and_a_table_method_is_a_csv():
                                       contributions=np.linspace(3.0, 0.0, 30), total=6.0, target_minus_baseline=6.1,
                                       images=1)
     items = {d.label: d for d in downloads_for(contributions, "c")}
-    rows = list(csv.DictReader(io.StringIO(items["CSV: table"].data().decode())))
+    rows = list(csv.DictReader(io.StringIO(items["CSV: units"].data().decode())))
     assert [r["unit"] for r in rows] == [f"layer4.0:{c}" for c in order]  # every unit, not the 20 shown
 
 
