@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 import numpy as np
 import torch
 
+from .errors import CheckpointError
 from .kinds import Progress, no_progress
 from .results import Result
 
@@ -133,7 +134,13 @@ def _load_scan_state(path, identity: dict) -> dict | None:
     """The saved state of an interrupted scan of the same thing, else None (a stale file is ignored)."""
     if path is None or not os.path.exists(path):
         return None
-    state = torch.load(path, weights_only=False)
+    try:  # tensors, numbers, strings and lists only: a pickle that would run code is refused, not run
+        state = torch.load(path, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - whatever the file holds, it is not a checkpoint of ours
+        raise CheckpointError(f"{path} is not a scan checkpoint that mmneurons can read safely "
+                              f"({type(exc).__name__}); move it away, or scan with --no-resume") from None
+    if not isinstance(state, dict) or not isinstance(state.get("topk"), dict):
+        raise CheckpointError(f"{path} is not a scan checkpoint of mmneurons; move it away, or scan with --no-resume")
     if state.get("identity") != identity:
         return None
     topk = StreamingTopK.__new__(StreamingTopK)

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator, Sequence
 import click
 
 from . import __version__
-from .errors import ImageLoadError, LayerError, ModelLoadError, UnitError
+from .errors import CheckpointError, ImageLoadError, LayerError, ModelLoadError, OutputError, UnitError
 from .kinds import HOOK_KINDS, Progress, plugin_params
 from .params import Param, ParamError
 from .registry import PluginError, UnknownPluginError, get_registry
@@ -26,8 +26,8 @@ from .registry import PluginError, UnknownPluginError, get_registry
 
 # ValueError covers the rest of what users type wrong (an empty label list, a label not among the
 # labels, an image of the wrong size); ours all say what is allowed.
-USER_ERRORS = (ModelLoadError, LayerError, UnitError, ImageLoadError, ParamError, PluginError, FileNotFoundError,
-               UnknownPluginError, ValueError)
+USER_ERRORS = (ModelLoadError, LayerError, UnitError, ImageLoadError, CheckpointError, OutputError, ParamError,
+               PluginError, FileNotFoundError, UnknownPluginError, ValueError)
 
 
 @contextmanager
@@ -197,10 +197,12 @@ def activations(model, layer, images, words, top_k, reduce, bottom, batch_size, 
     """Stream images through MODEL and keep the top-k images of every channel of LAYER."""
     from .activations import scan_top_k
     from .images import FolderSource, WordSource
+    from .results import check_output
 
     if (images is None) == (words is None):
         raise click.UsageError("give exactly one of --images DIR or --words FILE")
     with user_errors():
+        check_output(out, "topk_activations")  # before the scan, not after it
         source = FolderSource(images) if images else WordSource.from_file(words)
         clip = _load(model, device)
         clip.layer_info(layer)
@@ -228,7 +230,10 @@ def visualize(model, targets, method, pairs, out, device) -> None:
     """Render feature visualizations of TARGETS (units like layer4.0:17, or prompts for text_direction)."""
     from pathlib import Path
 
+    from .results import check_output
+
     with user_errors():
+        check_output(Path(out) / "result")  # OUT holds one result folder per image: not a file
         visualizer = get_registry().get("mmneurons_visualizers", method)
         clip = _load(model, device)
         with tqdm_progress(method) as progress:
@@ -261,7 +266,11 @@ def probe(name, model, target, images, words, source_name, source_pairs, pairs, 
 
     if sum(x is not None for x in (images, words, source_name)) > 1:
         raise click.UsageError("give at most one of --images, --words or --source")
+    from .results import check_output
+
     with user_errors():
+        if out:
+            check_output(out)  # before the run: the kind is checked again when the result is saved
         registry = get_registry()
         plugin = registry.get("mmneurons_probes", name)
         values = plugin_params(plugin, parse_pairs(pairs))
@@ -335,7 +344,10 @@ def attribute(model, images, target, label, labels, templates, prompt, method, p
 
     if sum(x is not None for x in (target, label, prompt)) != 1:
         raise click.UsageError("give exactly one of --target, --label (with --labels) or --prompt")
+    from .results import check_output
+
     with user_errors():
+        check_output(Path(out) / "result")
         if label is not None:
             if not labels:
                 raise click.UsageError("--label needs --labels (a file or comma-separated labels)")

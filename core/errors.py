@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ImageLoadError", "ModelLoadError", "LayerError", "UnitError"]
+__all__ = ["ImageLoadError", "ModelLoadError", "LayerError", "UnitError", "CheckpointError", "ResultTypeError", "OutputError"]
 
 
 class ImageLoadError(ValueError):
@@ -20,3 +20,16 @@ class LayerError(ValueError):
 
 class UnitError(ValueError):
     """A unit that does not parse or does not exist in the model."""
+
+
+class CheckpointError(ValueError):
+    """A resume file that mmneurons did not write, or cannot read without running code from it."""
+
+
+class ResultTypeError(ValueError):
+    """A saved result of a type that no installed code declares: result folders are data, and
+    mmneurons builds only result types it knows, never one a file names."""
+
+
+class OutputError(ValueError):
+    """An output path mmneurons will not write to: it would replace something mmneurons did not write."""

@@ -34,12 +34,18 @@ def plugin_params(plugin: Any, values: Mapping[str, Any] | None = None) -> dict[
 
 
 class PluginObject:
-    """Fields and defaults shared by every plugin kind."""
+    """Fields and defaults shared by every plugin kind.
+
+    ``result_types``: the :class:`~mmneurons.results.Result` classes this plugin's work returns
+    besides the core ones (``FeatureVis``, ``AttributionMap``, ``ProbeResult``), so that
+    :func:`~mmneurons.results.load_result` can read them back: it builds only declared types.
+    """
 
     kind: ClassVar[str] = "plugin"
     name: str = ""
     description: str = ""
     params: Sequence[Param] = ()
+    result_types: tuple[type, ...] = ()
 
     def supports(self, model: "ClipModel") -> bool:
         """Whether this plugin can work on ``model`` (the app hides plugins that say no)."""

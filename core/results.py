@@ -11,7 +11,6 @@ result where a complete one is expected.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import io
 import json
 import math
@@ -24,6 +23,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 from PIL import Image
+
+from .errors import OutputError, ResultTypeError
 
 FORMAT_VERSION = 1
 
@@ -41,7 +42,12 @@ class Result:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Result":
-        result = load_result(path)
+        """Read a result saved as this class (or a known subclass of it) back."""
+        try:
+            result = load_result(path, extra_types=(cls,))
+        except ResultTypeError:
+            saved = json.loads((Path(path) / "result.json").read_text()).get("type")
+            raise TypeError(f"{path} holds a {str(saved).rpartition(':')[2]}, not a {cls.__name__}") from None
         if not isinstance(result, cls):
             raise TypeError(f"{path} holds a {type(result).__name__}, not a {cls.__name__}")
         return result
@@ -77,11 +83,11 @@ def _encode(value: Any, key: str, arrays: dict, images: dict) -> Any:
     return value
 
 
-def _decode(value: Any, arrays: Any, folder: Path) -> Any:
+def _decode(value: Any, arrays: Any, folder: Path, known: dict[str, type] | None = None) -> Any:
     from .units import Direction, Unit
 
     if isinstance(value, list):
-        return [_decode(v, arrays, folder) for v in value]
+        return [_decode(v, arrays, folder, known) for v in value]
     if isinstance(value, dict):
         if "$array" in value:
             return arrays[value["$array"]]
@@ -95,9 +101,9 @@ def _decode(value: Any, arrays: Any, folder: Path) -> Any:
             d = value["$direction"]
             return Direction(d["layer"], arrays[d["vector"]], d.get("label", ""))
         if "$dataclass" in value:
-            cls = _import_class(value["$dataclass"])
-            return cls(**{k: _decode(v, arrays, folder) for k, v in value["fields"].items()})
-        return {k: _decode(v, arrays, folder) for k, v in value.items()}
+            cls = _known_type(value["$dataclass"], known or {}, folder)
+            return cls(**{k: _decode(v, arrays, folder, known) for k, v in value["fields"].items()})
+        return {k: _decode(v, arrays, folder, known) for k, v in value.items()}
     return value
 
 
@@ -105,19 +111,82 @@ def _class_path(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
-def _import_class(path: str) -> type:
-    module, _, qualname = path.partition(":")
-    obj: Any = importlib.import_module(module)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    return obj
+def known_result_types(extra: tuple[type, ...] = ()) -> dict[str, type]:
+    """The result classes :func:`load_result` may build, by the name ``result.json`` gives them:
+    the core's, those that registered plugin objects declare in ``result_types``, and ``extra``."""
+    from .activations import TopKActivations
+    from .kinds import HOOK_KINDS
+    from .registry import get_registry
+
+    types: list[Any] = [AttributionMap, FeatureVis, ProbeResult, TopKActivations, *extra]
+    registry = get_registry()
+    for hook in HOOK_KINDS:
+        if hook != "mmneurons_commands":
+            for obj in registry.collect(hook):
+                types += list(getattr(obj, "result_types", None) or ())
+    return {_class_path(t): t for t in types if isinstance(t, type) and dataclasses.is_dataclass(t)}
+
+
+def _known_type(name: Any, known: dict[str, type], folder: Path) -> type:
+    if isinstance(name, str) and name in known:
+        return known[name]
+    raise ResultTypeError(f"{folder} holds a result of type {name!r}, which no installed code declares; "
+                          f"result folders are data, and only known result types are read "
+                          f"({', '.join(sorted(t.__name__ for t in known.values()))})")
+
+
+def saved_kind(path: str | os.PathLike) -> str | None:
+    """The ``kind`` of the result saved in folder ``path``, or None if it holds no result of ours."""
+    try:
+        doc = json.loads((Path(path) / "result.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT_VERSION or not isinstance(doc.get("kind"), str):
+        return None
+    return doc["kind"]
+
+
+def output_problem(path: str | os.PathLike, kind: str | None = None) -> str | None:
+    """Why a result of ``kind`` (any kind: None) may not be saved at ``path``, or None if it may.
+
+    A result goes where nothing is, into an empty folder, or over an earlier result of the same
+    kind (the documented default of every command): never over anything mmneurons did not write."""
+    path = Path(path)
+    for parent in path.parents:
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                return f"cannot write {path}: {parent} is a file"
+            break
+    if not (path.exists() or path.is_symlink()):
+        return None
+    if path.is_symlink() or not path.is_dir():
+        return f"{path} exists and is not a folder: nothing was written; choose another output path"
+    if not any(path.iterdir()):
+        return None
+    found = saved_kind(path)
+    if found is not None and (kind is None or found == kind):
+        return None
+    what = f"a saved {found} result" if found else "a folder that holds no result of mmneurons"
+    return (f"{path} exists and is {what}: nothing was written (mmneurons replaces only an earlier result "
+            f"of the same kind); choose another output path")
+
+
+def check_output(path: str | os.PathLike, kind: str | None = None) -> None:
+    """Raise :class:`~mmneurons.errors.OutputError` where :func:`output_problem` finds one."""
+    problem = output_problem(path, kind)
+    if problem:
+        raise OutputError(problem)
 
 
 def save_result(result: Result, path: str | os.PathLike) -> Path:
-    """Write ``result`` to the folder ``path`` atomically; return the path."""
+    """Write ``result`` to the folder ``path`` atomically; return the path.
+
+    Refuses (:class:`~mmneurons.errors.OutputError`) to replace anything but an earlier result of
+    the same kind (see :func:`output_problem`)."""
     if not dataclasses.is_dataclass(result):
         raise TypeError(f"can only save dataclass results, got {type(result).__name__}")
     path = Path(path)
+    check_output(path, result.kind)
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, np.ndarray] = {}
     images: dict[str, Image.Image] = {}
@@ -130,11 +199,11 @@ def save_result(result: Result, path: str | os.PathLike) -> Path:
             np.savez(tmp / "arrays.npz", **arrays)
         for name, img in images.items():
             img.save(tmp / name)
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
-            path.rename(old)
+        if path.exists() and not any(path.iterdir()):
+            path.rmdir()  # an empty folder: nothing in it to lose
+        if path.exists():  # an earlier result of ours (checked above): set aside under a fresh name
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+            path.rename(old / path.name)
             tmp.rename(path)
             shutil.rmtree(old)
         else:
@@ -155,8 +224,11 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"cannot store {type(obj).__name__} in result.json")
 
 
-def load_result(path: str | os.PathLike) -> Result:
-    """Rebuild a result saved with :func:`save_result`."""
+def load_result(path: str | os.PathLike, extra_types: tuple[type, ...] = ()) -> Result:
+    """Rebuild a result saved with :func:`save_result`.
+
+    The type named in ``result.json`` is looked up among :func:`known_result_types` (plus
+    ``extra_types``), never imported: a result folder is data, and reading one runs no code."""
     folder = Path(path)
     meta = folder / "result.json"
     if not meta.is_file():
@@ -164,12 +236,13 @@ def load_result(path: str | os.PathLike) -> Result:
     doc = json.loads(meta.read_text())
     if doc.get("format") != FORMAT_VERSION:
         raise ValueError(f"{folder}: unsupported result format {doc.get('format')!r}")
-    cls = _import_class(doc["type"])
+    known = known_result_types(tuple(extra_types))
+    cls = _known_type(doc.get("type"), known, folder)
     arrays = {}
     if (folder / "arrays.npz").exists():
         with np.load(folder / "arrays.npz", allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-    return cls(**{k: _decode(v, arrays, folder) for k, v in doc["fields"].items()})
+    return cls(**{k: _decode(v, arrays, folder, known) for k, v in doc["fields"].items()})
 
 
 def image_to_png_bytes(image: Image.Image) -> bytes:

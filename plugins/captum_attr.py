@@ -264,6 +264,7 @@ class UnitContributionsProbe(Probe):
     name = "unit_contributions"
     description = "Which units of a layer carry a zero-shot class or prompt logit (layer Integrated Gradients)."
     targets = ("class",)
+    result_types = (UnitContributions,)
     params = (Param("layer", "str", "auto", help="layer whose units are ranked ('auto': the last block)"),
               Param("steps", "int", 32, min=2, max=1024, help="integration steps"),
               Param("baseline", "str", "black", choices=BASELINES, help="the reference image"),

@@ -217,3 +217,31 @@ def test_one_threads_hooks_never_touch_another_threads_forward(tiny_resnet):
         t.join()
     assert problems == []
     assert _all_hooks(tiny_resnet) == 0
+
+
+class _Payload:
+    """What a hostile checkpoint holds: unpickling it would run a command."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_planted_checkpoint_is_refused_and_never_run(tiny_resnet, random_images, tmp_path):
+    import torch
+
+    from mmneurons.errors import CheckpointError
+
+    marker = tmp_path / "ran"
+    ckpt = tmp_path / "scan.partial.pt"
+    torch.save({"identity": {}, "topk": _Payload(marker)}, ckpt)
+    with pytest.raises(CheckpointError, match="not a scan checkpoint that mmneurons can read safely"):
+        scan_top_k(tiny_resnet, ListSource(random_images[:4]), "layer2", k=2, num_workers=0, checkpoint=ckpt)
+    assert not marker.exists() and ckpt.exists()  # nothing ran, and the file is left where it was
+    torch.save([1, 2, 3], ckpt)  # loads safely, but is not ours either
+    with pytest.raises(CheckpointError, match="not a scan checkpoint of mmneurons"):
+        scan_top_k(tiny_resnet, ListSource(random_images[:4]), "layer2", k=2, num_workers=0, checkpoint=ckpt)

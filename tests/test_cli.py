@@ -258,3 +258,48 @@ def test_help_and_plugins_import_no_torch():
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]", done.stdout
+
+
+def _tree(folder):
+    return sorted((str(p.relative_to(folder)), p.read_bytes() if p.is_file() else b"") for p in folder.rglob("*"))
+
+
+def test_out_never_replaces_what_mmneurons_did_not_write(run, tmp_path, tiny_checkpoint):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(photos / f"{i}.png")
+    (photos / "notes.txt").write_text("mine")
+    before = _tree(photos)
+    model = f"openclip:{tiny_checkpoint}"
+    scan = ["activations", model, "--layer", "layer3", "--images", photos, "--top-k", "2"]
+    out = run(*scan, "--out", photos)  # the data loss: --out naming the images folder itself
+    assert out.exit_code == 1 and "holds no result of mmneurons: nothing was written" in out.output
+    assert "Traceback" not in out.output and _tree(photos) == before
+    a_file = tmp_path / "report.txt"
+    a_file.write_text("keep me")
+    out = run(*scan, "--out", a_file)
+    assert out.exit_code == 1 and "is not a folder: nothing was written" in out.output
+    out = run(*scan, "--out", a_file / "sub")
+    assert out.exit_code == 1 and f"{a_file} is a file" in out.output
+    assert a_file.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["photos", "report.txt"]
+    # an earlier result of the same kind is replaced (the documented default); one of another kind is not
+    assert run(*scan, "--out", tmp_path / "res").exit_code == 0
+    assert run(*scan, "--top-k", "1", "--out", tmp_path / "res").exit_code == 0
+    assert TopKActivations.load(tmp_path / "res").k == 1
+    out = run("probe", "neuron_search", "demo:shapes", "a star", "--out", tmp_path / "res")
+    assert out.exit_code == 1 and "is a saved topk_activations result" in out.output
+    assert TopKActivations.load(tmp_path / "res").k == 1
+
+
+def test_replacing_a_result_leaves_a_users_hidden_folder_alone(tmp_path):
+    from mmneurons.results import ProbeResult, load_result
+
+    mine = tmp_path / ".out.old"  # the name the old code set a replaced result aside under, then removed
+    mine.mkdir()
+    (mine / "precious.txt").write_text("x")
+    ProbeResult(probe="a").save(tmp_path / "out")
+    ProbeResult(probe="b").save(tmp_path / "out")
+    assert load_result(tmp_path / "out").probe == "b" and (mine / "precious.txt").read_text() == "x"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.old", "out"]

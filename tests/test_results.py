@@ -87,3 +87,46 @@ def test_result_json_is_strict_json_with_non_finite_numbers_as_null(tmp_path):
     assert doc["fields"]["tables"]["ranking"] == [{"unit": "l:0", "score": None}]
     back = load_result(tmp_path / "r")
     assert back.summary["score"] is None and np.array_equal(back.arrays["score"], scores, equal_nan=True)
+
+
+@pytest.mark.parametrize("saved_type", ["os:system", "subprocess:Popen", "mmneurons.results:Path", 42])
+def test_a_result_folder_names_no_code_to_run(tmp_path, saved_type):
+    import json
+
+    from mmneurons.errors import ResultTypeError
+    from mmneurons.results import ProbeResult
+
+    marker = tmp_path / "ran"
+    path = ProbeResult(probe="p", summary={"n": 1}).save(tmp_path / "r")
+    doc = json.loads((path / "result.json").read_text())
+    doc["type"] = saved_type
+    doc["fields"] = {"command": f"touch {marker}"} if saved_type == "os:system" else {}
+    (path / "result.json").write_text(json.dumps(doc))
+    with pytest.raises(ResultTypeError, match="which no installed code declares; result folders are data"):
+        load_result(path)
+    assert not marker.exists()
+
+
+def test_a_nested_dataclass_is_built_only_from_known_types(tmp_path):
+    import json
+
+    from mmneurons.errors import ResultTypeError
+    from mmneurons.results import ProbeResult
+
+    marker = tmp_path / "ran"
+    path = ProbeResult(probe="p").save(tmp_path / "r")
+    doc = json.loads((path / "result.json").read_text())
+    doc["fields"]["summary"] = {"x": {"$dataclass": "os:system", "fields": {"command": f"touch {marker}"}}}
+    (path / "result.json").write_text(json.dumps(doc))
+    with pytest.raises(ResultTypeError, match="'os:system'"):
+        load_result(path)
+    assert not marker.exists()
+
+
+def test_plugin_result_types_are_read_back_by_declaration(registry, tmp_path):
+    from mmneurons.plugins.captum_attr import UnitContributions
+
+    saved = UnitContributions(model_id="m", layer="l", target="t", channels=np.arange(3),
+                              contributions=np.ones(3), images=1).save(tmp_path / "u")
+    back = load_result(saved)  # declared by the unit_contributions probe's result_types
+    assert isinstance(back, UnitContributions) and back.table()[0] == {"unit": "l:0", "contribution": 1.0}

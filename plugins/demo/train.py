@@ -129,7 +129,7 @@ def train(cfg: TrainConfig, out: Path, progress: Progress = no_progress,
     specs = training_specs(cfg.images, cfg.seed)
     cache = work / f"images-v{DATA_VERSION}-{cfg.seed}-{cfg.images}-{cfg.image_size}.pt"
     if cache.exists():
-        images = torch.load(cache)
+        images = torch.load(cache, weights_only=True)
     else:
         images = generate(specs, cfg.image_size, progress)
         _atomic_save(images, cache)
@@ -141,7 +141,7 @@ def train(cfg: TrainConfig, out: Path, progress: Progress = no_progress,
     state_path = work / f"state-{cfg.seed}.pt"
     step, losses = 0, []
     if state_path.exists():
-        state = torch.load(state_path, weights_only=False)
+        state = torch.load(state_path, weights_only=True)  # tensors, numbers, lists: nothing that runs
         if state["config"] == asdict(cfg):
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["opt"])
