@@ -106,9 +106,15 @@ def _decode(fp: Any, name: str, limit: int | None) -> Image.Image:
         raise ImageLoadError(f"{name}: refused as a decompression bomb ({exc})") from None
     except FileNotFoundError:
         raise ImageLoadError(f"{name}: no such file") from None
+    except PermissionError:
+        raise ImageLoadError(f"{name}: permission denied") from None
+    except IsADirectoryError:
+        raise ImageLoadError(f"{name}: a folder, not an image") from None
     except (OSError, ValueError, SyntaxError, Image.UnidentifiedImageError) as exc:
-        what = "not an image" if isinstance(exc, Image.UnidentifiedImageError) else "corrupt or truncated"
-        raise ImageLoadError(f"{name}: {what} ({type(exc).__name__}: {exc})") from None
+        if isinstance(exc, Image.UnidentifiedImageError):  # PIL's text names the file object: ours names the file
+            raise ImageLoadError(f"{name}: not an image (no format PIL reads)") from None
+        detail = str(exc).replace(repr(fp), name)
+        raise ImageLoadError(f"{name}: corrupt or truncated ({type(exc).__name__}: {detail})") from None
 
 
 def to_pixels(image: Image.Image, size: int) -> torch.Tensor:
@@ -297,7 +303,16 @@ class WordSource:
         path = Path(path)
         if not path.is_file():
             raise ImageLoadError(f"word list {path} does not exist")
-        return cls(path.read_text(encoding="utf-8").splitlines(), **kwargs)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ImageLoadError(f"word list {path} is not UTF-8 text (byte {exc.start}); give a text file "
+                                 f"with one word per line") from None
+        except PermissionError:
+            raise ImageLoadError(f"word list {path}: permission denied") from None
+        if "\x00" in text:
+            raise ImageLoadError(f"word list {path} is a binary file, not text with one word per line")
+        return cls(text.splitlines(), **kwargs)
 
     def __len__(self) -> int:
         return len(self.words)

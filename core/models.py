@@ -92,9 +92,16 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        chosen = torch.device(device)
     except RuntimeError as exc:
         raise ModelLoadError(f"unknown device {device!r}: use 'cpu', 'cuda', 'cuda:1', ...") from exc
+    if chosen.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (chosen.index or 0) >= count:
+            have = f"this machine has {count} CUDA device{'s' if count != 1 else ''}" if count else \
+                "no CUDA device is available here"
+            raise ModelLoadError(f"device {device!r}: {have}; use --device cpu (or leave --device out)")
+    return chosen
 
 
 class ClipModel:

@@ -131,8 +131,10 @@ class PluginRegistry:
             return
         try:
             plugin = importlib.import_module(module_name) if isinstance(module_name, str) else module_name
-        except Exception as exc:  # noqa: BLE001 - any import failure must be isolated
-            self._report(self._problem(info, f"error importing plugin: {type(exc).__name__}: {exc}", exc), exc)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - an import failure, or a plugin's sys.exit(), is isolated
+            self._report(self._problem(info, f"error importing plugin: {_describe(exc)}", exc), exc)
             return
         self.register(plugin, name=name, _info=info)
 
@@ -146,11 +148,14 @@ class PluginRegistry:
                 distribution=getattr(dist, "name", None),
                 version=getattr(dist, "version", None),
             )
-            if ep.name in self._info:
-                self._info.setdefault(f"{ep.name} ({info.distribution})", info)
+            if ep.name in self._info:  # the second of two: listed (and blamed) under its own name
+                kept = self._info[ep.name]
+                info.name = f"{ep.name} ({info.distribution or ep.value})"
+                self._info.setdefault(info.name, info)
                 self._report(
-                    self._problem(info, f"a plugin named '{ep.name}' is already registered "
-                                        f"(from {self._info[ep.name].module}); rename the entry point"),
+                    self._problem(info, f"a plugin named '{ep.name}' is already registered (from "
+                                        f"{kept.distribution or kept.module}); this one was not loaded: "
+                                        f"rename its entry point"),
                 )
                 continue
             self._info[ep.name] = info
@@ -159,8 +164,10 @@ class PluginRegistry:
                 continue
             try:
                 plugin = ep.load()
-            except Exception as exc:  # noqa: BLE001
-                self._report(self._problem(info, f"error importing plugin: {type(exc).__name__}: {exc}", exc), exc)
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - sys.exit() at import included
+                self._report(self._problem(info, f"error importing plugin: {_describe(exc)}", exc), exc)
                 continue
             self.register(plugin, name=ep.name, _info=info)
 
@@ -223,15 +230,26 @@ class PluginRegistry:
         for impl in caller.get_hookimpls():  # registration order: built-ins first
             info = self._info.get(impl.plugin_name) or PluginInfo(impl.plugin_name, "?", False)
             try:
-                returned = impl.function() or []
+                returned = impl.function()
+                if not isinstance(returned, (list, tuple)):
+                    raise TypeError(f"returned {_short(returned)} instead of a list of {HOOK_KINDS[hook]} objects")
                 returned = list(returned)
-            except Exception as exc:  # noqa: BLE001
-                self._report(self._problem(info, f"{type(exc).__name__}: {exc}", exc, hook), exc)
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - a raising hook, sys.exit() or garbage
+                self._report(self._problem(info, _describe(exc), exc, hook), exc)
                 continue
             for obj in returned:
-                obj_name = getattr(obj, "name", None)
+                try:
+                    obj_name = getattr(obj, "name", None)
+                except KeyboardInterrupt:
+                    raise
+                except BaseException as exc:  # noqa: BLE001 - a ``name`` property that raises
+                    self._report(self._problem(info, f"returned {_short(obj)}, whose 'name' raised {_describe(exc)}",
+                                               exc, hook))
+                    continue
                 if not isinstance(obj_name, str) or not obj_name:
-                    self._report(self._problem(info, f"returned {obj!r}, which has no 'name'", hook=hook))
+                    self._report(self._problem(info, f"returned {_short(obj)}, which has no 'name'", hook=hook))
                     continue
                 if obj_name in seen:
                     self._report(self._problem(
@@ -284,6 +302,24 @@ class PluginRegistry:
 
     def commands(self) -> list[Any]:
         return self.collect("mmneurons_commands")
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"called sys.exit({exc.code!r})"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _short(obj: Any) -> str:
+    """A plugin's object for an error message, the same on every call (problems are reported once
+    each): no memory address, and never a raising or huge repr."""
+    if type(obj).__repr__ is object.__repr__:
+        return f"<{type(obj).__qualname__} object>"
+    try:
+        text = repr(obj)
+    except Exception:  # noqa: BLE001 - a plugin's broken __repr__ must not hide its real error
+        text = f"<{type(obj).__qualname__} object>"
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _suggest(name: str, candidates: Iterable[str]) -> str:

@@ -5,6 +5,7 @@ the configured ``captum.attr.Attribution`` object itself."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -23,8 +24,9 @@ BASELINES = ("black", "gray")
 
 
 def to_batch(model: ClipModel, images: Any) -> tuple[torch.Tensor, list[str]]:
-    """PIL images, paths or a pixel tensor -> ``[B, 3, S, S]`` pixels on the model's device, and ids."""
-    from mmneurons.images import load_image
+    """PIL images, paths, file-like objects (uploads: named by their ``name``) or a pixel tensor
+    -> ``[B, 3, S, S]`` pixels on the model's device, and ids."""
+    from mmneurons.images import decode_image, load_image
 
     if isinstance(images, torch.Tensor):
         pixels = model.check_pixels(images)
@@ -42,8 +44,14 @@ def to_batch(model: ClipModel, images: Any) -> tuple[torch.Tensor, list[str]]:
         raise ValueError("no image to attribute")
     ids, tensors = [], []
     for i, item in enumerate(images):
-        img = to_rgb(item) if isinstance(item, Image.Image) else load_image(item)
-        ids.append(f"image-{i}" if isinstance(item, Image.Image) else str(item))
+        if isinstance(item, Image.Image):
+            img, name = to_rgb(item), f"image-{i}"
+        elif hasattr(item, "read"):  # an upload or an open file: its own name, never its repr
+            name = Path(str(getattr(item, "name", "") or f"upload-{i}")).name
+            img = decode_image(item.getvalue() if hasattr(item, "getvalue") else item.read(), name)
+        else:
+            img, name = load_image(item), str(item)
+        ids.append(name)
         tensors.append(model.pixels(img))
     return torch.stack(tensors).to(model.device), ids
 

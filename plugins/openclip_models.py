@@ -163,6 +163,17 @@ class OpenClipProvider(ModelProvider):
         if not isinstance(ckpt, dict) or "model_cfg" not in ckpt or "state_dict" not in ckpt:
             raise ModelLoadError(f"{model_id}: {path} holds no model config; name the architecture: "
                                  f"openclip:MODEL@{path} (e.g. openclip:RN50@{path})")
+        stored = sum(v.numel() for v in ckpt["state_dict"].values() if isinstance(v, torch.Tensor))
+        try:
+            with torch.device("meta"):  # the config's size, with no memory allocated
+                planned = sum(p.numel() for p in build_model(ckpt["model_cfg"]).parameters())
+        except Exception as exc:  # noqa: BLE001 - a config open_clip cannot build
+            raise ModelLoadError(f"{model_id}: the model config in {path} cannot be built: "
+                                 f"{type(exc).__name__}: {exc}") from None
+        if planned > stored:  # weights missing for it: often a config claiming an impossible model
+            raise ModelLoadError(f"{model_id}: the config in {path} describes {planned:,} parameters "
+                                 f"({planned * 4 / 2**30:,.1f} GiB in float32) but the file holds {stored:,}: "
+                                 f"the config does not belong to these weights")
         model = build_model(ckpt["model_cfg"])
         try:
             model.load_state_dict(ckpt["state_dict"])

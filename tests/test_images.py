@@ -161,3 +161,47 @@ def test_colors_parse_by_name_or_rgb():
     for bad in ("purple-ish", "1,2", "1,2,300"):
         with pytest.raises(ValueError, match="write a name"):
             parse_color(bad)
+
+
+def test_unreadable_files_say_why(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from mmneurons.images import ImageLoadError, WordSource, load_image
+
+    path = tmp_path / "locked.png"
+    Image.new("RGB", (8, 8)).save(path)
+
+    def denied(*args, **kwargs):  # what open() raises for a file without read permission (root reads all)
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(Image, "open", denied)
+    with pytest.raises(ImageLoadError, match="locked.png: permission denied$"):
+        load_image(path)
+    monkeypatch.undo()
+    binary = tmp_path / "words.bin"
+    binary.write_bytes(bytes(range(256)))
+    with pytest.raises(ImageLoadError, match="word list .*words.bin is not UTF-8 text"):
+        WordSource.from_file(binary)
+    binary.write_bytes(b"star\x00moon\n")
+    with pytest.raises(ImageLoadError, match="word list .*words.bin is a binary file"):
+        WordSource.from_file(binary)
+
+
+def test_uploads_are_named_by_their_name_in_errors_and_results(tiny_resnet):
+    import io
+
+    from PIL import Image
+
+    from mmneurons.images import ImageLoadError
+    from mmneurons.plugins.captum_attr import to_batch
+
+    bad = io.BytesIO(b"not an image")
+    bad.name = "holiday.png"
+    with pytest.raises(ImageLoadError, match="^holiday.png: not an image") as err:
+        to_batch(tiny_resnet, [bad])
+    assert "BytesIO" not in str(err.value)
+    good = io.BytesIO()
+    Image.new("RGB", (40, 30), (255, 0, 0)).save(good, format="PNG")
+    good.name = "/tmp/uploads/red.png"
+    pixels, ids = to_batch(tiny_resnet, [good])
+    assert ids == ["red.png"] and pixels.shape == (1, 3, 64, 64)

@@ -82,3 +82,12 @@ def test_vit_layers_list_each_blocks_mlp_hidden_units_and_auto_stays_on_the_resi
     with torch.no_grad():
         hidden = capture_layers(tiny_vit, x, [unit.layer])[unit.layer]
     assert hidden.shape[1] == 4 * width and unit.read(hidden).shape == (2,)
+
+
+def test_a_cuda_device_that_is_not_there_is_a_one_line_error():
+    missing = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    with pytest.raises(ModelLoadError, match="use --device cpu"):
+        resolve_device(f"cuda:{missing}")
+    if not torch.cuda.is_available():
+        with pytest.raises(ModelLoadError, match="no CUDA device is available here"):
+            resolve_device("cuda")

@@ -155,3 +155,105 @@ def test_cli_lists_third_party_and_broken_plugins(installed_fixtures):
     assert rows["hello"]["provides"] == [{"kind": "image_source", "name": "hello_colors",
                                           "description": "Solid red, green and blue images."}]
     assert rows["broken"]["errors"] and rows["openclip_models"]["builtin"]
+
+
+def _install(site, dist: str, module: str, code: str, entry_point: str) -> None:
+    """An installed distribution with one ``mmneurons`` entry point, as pip would leave it."""
+    (site / f"{module}.py").write_text(code)
+    info = site / f"{dist.replace('-', '_')}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[mmneurons]\n{entry_point} = {module}\n")
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    for name in ("mm_exits", "mm_twin_a", "mm_twin_b"):
+        forget_modules(name)
+
+
+def test_a_plugin_that_exits_at_import_is_reported_and_every_command_goes_on(site):
+    import importlib
+
+    _install(site, "mmneurons-exits", "mm_exits", "import sys\nsys.exit(3)\n", "exits")
+    importlib.invalidate_caches()
+    info = {p.name: p for p in PluginRegistry(env={}).plugins()}
+    assert info["exits"].errors == ["error importing plugin: called sys.exit(3)"]
+    assert (info["exits"].distribution, info["exits"].version) == ("mmneurons-exits", "1.0")
+    env = {**os.environ, "PYTHONPATH": str(site), "MMNEURONS_LOAD_ENTRYPOINTS": "1"}
+    out = subprocess.run([sys.executable, "-m", "mmneurons.cli", "plugins"], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "exits (mmneurons-exits 1.0)" in out.stdout and "called sys.exit(3)" in out.stdout
+
+
+def test_the_second_of_two_entry_points_with_one_name_is_the_one_blamed(site):
+    import importlib
+
+    probe = ("from mmneurons.hookspecs import hookimpl\n"
+             "@hookimpl\n"
+             "def mmneurons_image_sources():\n"
+             "    return []\n")
+    _install(site, "mmneurons-twin-a", "mm_twin_a", probe, "twin")
+    _install(site, "mmneurons-twin-b", "mm_twin_b", probe, "twin")
+    importlib.invalidate_caches()
+    rows = {p.name: p for p in PluginRegistry(env={}).plugins() if p.name.startswith("twin")}
+    kept = rows.pop("twin")
+    [(name, other)] = rows.items()
+    assert not kept.errors and kept.hooks == ["mmneurons_image_sources"]
+    assert name == f"twin ({other.distribution})" and other.distribution != kept.distribution
+    assert other.errors and "already registered (from " + kept.distribution in other.errors[0] and not other.hooks
+
+
+class _NameRaises:
+    kind, description, params = "probe", "", ()
+
+    @property
+    def name(self):
+        raise RuntimeError("no name today")
+
+
+def test_hooks_that_raise_exit_or_return_garbage_are_listed_by_plugin(registry):
+    from click.testing import CliRunner
+
+    from mmneurons.cli import main
+
+    good = types.SimpleNamespace(name="fine_source", description="ok", params=(), supports=lambda m: True)
+
+    class Misbehaving:
+        @hookimpl
+        def mmneurons_probes(self):
+            return [object(), _NameRaises()]
+
+        @hookimpl
+        def mmneurons_image_sources(self):
+            return [good]
+
+        @hookimpl
+        def mmneurons_visualizers(self):
+            return None
+
+        @hookimpl
+        def mmneurons_attributors(self):
+            return "not a list"
+
+        @hookimpl
+        def mmneurons_renderers(self):
+            sys.exit(7)
+
+    registry.register(Misbehaving(), name="misbehaving")
+    out = CliRunner().invoke(main, ["plugins", "--all"], catch_exceptions=False)
+    assert out.exit_code == 0 and "Traceback" not in out.output, out.output
+    assert "image_source fine_source: ok" in out.output  # what works is provided
+    errors = {p.name: p for p in registry.plugins()}["misbehaving"].errors
+    assert any("returned <object object>, which has no 'name'" in e for e in errors), errors
+    assert any("whose 'name' raised RuntimeError: no name today" in e for e in errors), errors
+    assert any("mmneurons_visualizers: TypeError: returned None instead of a list of visualizer objects" in e
+               for e in errors), errors
+    assert any("returned 'not a list' instead of a list" in e for e in errors), errors
+    assert any("mmneurons_renderers: called sys.exit(7)" in e for e in errors), errors
+    assert all(f"ERROR: {e}" in out.output for e in errors)
+    registry.probes()
+    assert {p.name: p for p in registry.plugins()}["misbehaving"].errors == errors  # each reported once
+    assert [p.name for p in registry.probes() if p.name.startswith("neuron")] == ["neuron_search", "neuron_label"]

@@ -63,3 +63,22 @@ def test_cache_lookup_points_at_the_cache(tmp_path):
     cfg = open_clip.get_pretrained_cfg("RN50", "openai")
     cached, folder, host = weights_location(cfg, cache_dir=str(tmp_path))
     assert cached is None and folder == str(tmp_path) and host
+
+
+def test_a_checkpoint_whose_config_claims_an_impossible_model_is_refused_before_allocating(tiny_checkpoint,
+                                                                                            tmp_path):
+    import torch
+
+    from mmneurons.models import ModelLoadError, load_model
+
+    ckpt = torch.load(tiny_checkpoint, weights_only=True)
+    ckpt["model_cfg"]["vision_cfg"]["width"] = 2 ** 15  # about 10^13 parameters: 40 TB in float32
+    bad = tmp_path / "huge.pt"
+    torch.save(ckpt, bad)
+    with pytest.raises(ModelLoadError, match=r"describes [\d,]+ parameters \([\d,.]+ GiB in float32\) but the file "
+                                             r"holds [\d,]+: the config does not belong to these weights"):
+        load_model(f"openclip:{bad}")
+    ckpt["model_cfg"]["vision_cfg"]["layers"] = "many"
+    torch.save(ckpt, bad)
+    with pytest.raises(ModelLoadError, match="cannot be built"):
+        load_model(f"openclip:{bad}")
