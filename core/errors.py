@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ImageLoadError", "ModelLoadError", "LayerError", "UnitError", "CheckpointError", "ResultTypeError", "OutputError"]
+__all__ = ["ImageLoadError", "ModelLoadError", "LayerError", "UnitError", "CheckpointError", "ResultTypeError", "OutputError", "AccessError"]
 
 
 class ImageLoadError(ValueError):
@@ -33,3 +33,7 @@ class ResultTypeError(ValueError):
 
 class OutputError(ValueError):
     """An output path mmneurons will not write to: it would replace something mmneurons did not write."""
+
+
+class AccessError(ValueError):
+    """A file or model outside what this app may reach (``mmneurons app --data`` / ``--allow-model``)."""

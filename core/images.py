@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from .errors import ImageLoadError  # noqa: F401 - raised here, defined light
+from .access import check_readable
+from .errors import AccessError, ImageLoadError  # noqa: F401 - raised here, defined light
 
 #: Refuse images above this many pixels (PIL's own bomb check is a warning up to twice its limit).
 DEFAULT_MAX_PIXELS = 64_000_000
@@ -73,7 +74,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 def load_image(path: str | os.PathLike, *, limit: int | None = None) -> Image.Image:
     """Open, fully decode and convert one image file to RGB, or raise :class:`ImageLoadError`."""
-    path = Path(path)
+    path = check_readable(path)  # an app served to others reads only its --data folders
     try:
         if path.stat().st_size == 0:
             raise ImageLoadError(f"{path}: empty file (0 bytes)")
@@ -137,6 +138,14 @@ def to_pil(pixels: torch.Tensor) -> Image.Image:
     return Image.fromarray(arr)
 
 
+def _readable(path: Path) -> bool:
+    try:
+        check_readable(path)
+        return True
+    except AccessError:
+        return False
+
+
 def skipped_note(skipped: Sequence[Sequence[str]], first: int = 5) -> str | None:
     """One line naming the images that did not load, ``(id, reason)`` pairs: the first ``first``
     and how many more (``"2 images skipped: a.png (corrupt or truncated), b.png (...)"``)."""
@@ -151,12 +160,13 @@ class FolderSource:
     """Every file under ``root`` (hidden ones excepted); categories from the first subfolder."""
 
     def __init__(self, root: str | os.PathLike, *, recursive: bool = True) -> None:
-        self.root = Path(root)
+        self.root = check_readable(root)
         if not self.root.is_dir():
             raise ImageLoadError(f"image folder {self.root} does not exist or is not a folder")
         pattern = "**/*" if recursive else "*"
         files = [p for p in self.root.glob(pattern)
-                 if p.is_file() and not any(part.startswith(".") for part in p.relative_to(self.root).parts)]
+                 if p.is_file() and not any(part.startswith(".") for part in p.relative_to(self.root).parts)
+                 and _readable(p)]  # a symlink out of the allowed folders is not listed
         self.files = sorted(files, key=lambda p: str(p.relative_to(self.root)))
         if not self.files:
             raise ImageLoadError(f"image folder {self.root} contains no files")
@@ -300,7 +310,7 @@ class WordSource:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, **kwargs) -> "WordSource":
-        path = Path(path)
+        path = check_readable(path)
         if not path.is_file():
             raise ImageLoadError(f"word list {path} does not exist")
         try:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mmneurons.access import check_readable
 from mmneurons.activations import layer_means
 from mmneurons.images import ImageLoadError, skipped_note
 from mmneurons.kinds import Probe, Progress, no_progress
@@ -147,10 +148,8 @@ class NeuronLabelProbe(Probe):
 
     @staticmethod
     def concepts(spec: str) -> list[str]:
-        from pathlib import Path
-
         if spec.startswith("@"):
-            path = Path(spec[1:])
+            path = check_readable(spec[1:])  # an app served to others reads only its --data folders
             if not path.is_file():
                 raise ImageLoadError(f"neuron_label: concept file {path} does not exist")
             items = path.read_text(encoding="utf-8").splitlines()

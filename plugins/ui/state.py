@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import streamlit as st
 
+from mmneurons.access import check_model
 from mmneurons.models import ClipModel, load_model
 from mmneurons.registry import PluginRegistry, get_registry
 
@@ -37,6 +38,7 @@ def get_model(model_id: str) -> ClipModel | None:
     providers' messages say what to do, e.g. the offline one names the cache folder)."""
     device = os.environ.get("MMNEURONS_DEVICE", "auto")
     try:
+        check_model(model_id)  # an app served to others loads only the models it offers
         with st.spinner(f"Loading {model_id} ..."):
             return _load_model(model_id, device)
     except Exception as exc:  # noqa: BLE001 - any provider failure is shown, the page goes on

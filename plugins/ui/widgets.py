@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 import streamlit as st
 
+from mmneurons.access import allowed_models
 from mmneurons.images import ImageLoadError, decode_image
 from mmneurons.models import ClipModel, default_model_id
 from mmneurons.params import Param, ParamError, resolve_params
@@ -111,11 +112,13 @@ def model_picker() -> ClipModel | None:
     default = default_model_id()
     _initial("w.model", "model", default)
     options = [default]
-    for provider in state.registry().model_providers():
+    offered = allowed_models()  # an app served to others offers only these (mmneurons.access)
+    for provider in state.registry().model_providers() if offered is None else ():
         try:
             options += [m for m in provider.list_models() if m not in options]
         except Exception:  # noqa: BLE001 - a listing failure must not hide the picker
             continue
+    options += [m for m in offered or () if m not in options]
     if st.session_state["w.model"] not in options:
         options.insert(0, st.session_state["w.model"])
     model_id = st.sidebar.selectbox("Model", options, key="w.model", accept_new_options=True,

@@ -401,3 +401,24 @@ def test_the_app_opens_on_the_most_multimodal_unit_with_its_results_computed_onc
     asked.query_params.update({"model": "demo:shapes", "layer": "layer4.0", "unit": "489"})
     asked.run()
     assert "Render channel" in [b.label for b in asked.button]
+
+
+def test_an_app_served_to_others_reads_only_its_data_folders_and_offers_only_its_models(app, monkeypatch,
+                                                                                         tmp_path):
+    from mmneurons.access import DATA_ROOTS_ENV, MODELS_ENV
+
+    monkeypatch.setenv(DATA_ROOTS_ENV, str(tmp_path))
+    monkeypatch.setenv(MODELS_ENV, "demo:shapes")
+    app.query_params.update({"layer": "layer4.0", "unit": "7", "source": "words"})
+    open_page(app, "neuron")
+    widget(app, "w.source.words.path").set_value("/etc/passwd")
+    app.run()
+    assert not app.exception
+    errors = [e.value for e in app.sidebar.error]
+    assert any("/etc/passwd is outside the folders this app may read" in e for e in errors), errors
+    assert app.selectbox(key="w.model").options == ["demo:shapes"]  # no other model is offered
+    other = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=300)
+    other.query_params["model"] = "openclip:RN50@random"  # typed or linked: refused before loading
+    other.run()
+    assert not other.exception
+    assert "'openclip:RN50@random' is not offered by this app; models: demo:shapes" in other.error[0].value

@@ -90,3 +90,23 @@ def test_stopping_mmneurons_app_stops_the_server_it_started(stop):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_serving_beyond_loopback_limits_files_and_models(monkeypatch, tmp_path):
+    from mmneurons.access import DATA_ROOTS_ENV, MODELS_ENV
+
+    calls = []
+    monkeypatch.setattr(os, "execve", lambda path, cmd, env: calls.append(env))
+    monkeypatch.delenv(DATA_ROOTS_ENV, raising=False)
+    monkeypatch.delenv(MODELS_ENV, raising=False)
+    runner = CliRunner()
+    assert runner.invoke(main, ["app", "--headless"]).exit_code == 0  # loopback: as before
+    assert DATA_ROOTS_ENV not in calls[-1] and MODELS_ENV not in calls[-1]
+    out = runner.invoke(main, ["app", "--host", "0.0.0.0", "--headless"])
+    assert out.exit_code == 0 and "no folder (give --data DIR)" in out.output
+    assert calls[-1][DATA_ROOTS_ENV] == "" and calls[-1][MODELS_ENV] == "demo:shapes"
+    out = runner.invoke(main, ["app", "--host", "0.0.0.0", "--data", str(tmp_path), "--model", "openclip:RN50@random",
+                               "--allow-model", "openclip:RN101@random", "--headless"])
+    assert out.exit_code == 0, out.output
+    assert calls[-1][DATA_ROOTS_ENV] == str(tmp_path.resolve())
+    assert calls[-1][MODELS_ENV] == "openclip:RN50@random,demo:shapes,openclip:RN101@random"
