@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Hashable
@@ -108,3 +109,37 @@ class ResultStore:
             tmp.replace(path / "items.json")  # the list counts only once every item is written
         else:
             save_result(value, path)
+
+
+class RunBoard:
+    """Which plugin runs on which model, for every session: one app run per model at a time, so a
+    visitor who must wait is told for whom and since when, instead of facing a frozen page. (The
+    model's own lock, which plugins take, still keeps hooks out of each other's forward passes.)"""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._holders: dict[str, tuple[str, float]] = {}
+
+    def acquire(self, model_id: str, who: str, timeout: float) -> bool:
+        """Take ``model_id`` for ``who`` within ``timeout`` seconds; whether it was taken."""
+        with self._guard:
+            lock = self._locks.setdefault(model_id, threading.Lock())
+        if not lock.acquire(timeout=timeout):
+            return False
+        with self._guard:
+            self._holders[model_id] = (who, time.monotonic())
+        return True
+
+    def release(self, model_id: str) -> None:
+        with self._guard:
+            self._holders.pop(model_id, None)
+            lock = self._locks.get(model_id)
+        if lock is not None and lock.locked():
+            lock.release()
+
+    def holder(self, model_id: str) -> tuple[str, float] | None:
+        """(who, seconds since it started) of the run on ``model_id`` now, or None."""
+        with self._guard:
+            held = self._holders.get(model_id)
+        return (held[0], time.monotonic() - held[1]) if held else None

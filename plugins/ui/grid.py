@@ -39,7 +39,8 @@ def thumbnail_controls(model: ClipModel, units: list[str], key: str) -> dict[str
     keys = {u: result_key(model.model_id, visualizer.kind, name, u, params) for u in units}
     missing = [u for u in units if keys[u] not in cache]
     if missing and st.button(f"Render thumbnails for {len(missing)} units", key=f"{key}.render"):
-        made = run_with_progress(visualizer, lambda progress: visualizer.visualize(model, missing, params, progress))
+        made = run_with_progress(visualizer, lambda progress: visualizer.visualize(model, missing, params, progress),
+                                 model.model_id)
         per_unit: dict[str, list] = {}
         for vis in made or []:  # diversity gives k images per unit, named unit#j: all are kept, the first shown
             per_unit.setdefault(vis.target.split("#")[0], []).append(vis)

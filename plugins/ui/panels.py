@@ -49,35 +49,75 @@ def usable(objects: Sequence[Any], model: ClipModel) -> list[Any]:
     return out
 
 
-def run_with_progress(obj: Any, call: Callable[[Progress], Any]) -> Any | None:
-    """``call(progress)`` inside ``st.status`` with a progress bar; None after showing an error."""
+class RunStopped(Exception):
+    """A run stopped by the app: over its time limit."""
+
+
+def run_with_progress(obj: Any, call: Callable[[Progress], Any], model_id: str | None = None) -> Any | None:
+    """``call(progress)`` inside ``st.status`` with a progress bar and a Stop button; None after
+    showing an error.
+
+    With ``model_id``, the run first takes that model on the :class:`~.cache.RunBoard` (one run per
+    model for all sessions), showing whom it waits for. A run that goes past the time limit
+    (``mmneurons app --run-limit``) is stopped at its next progress report; Stop (any click, in
+    fact) ends it there too: Streamlit interrupts the script at its next call into Streamlit.
+    """
     label = who(obj)
     error: BaseException | None = None
+    board, limit = state.run_board(), state.run_limit()
     with st.status(f"Running {label} ...", expanded=True) as status:
-        bar = st.progress(0.0, text="starting")
-        last = [0.0]
-
-        def progress(done: int, total: int, message: str = "") -> None:
-            now = time.monotonic()
-            if now - last[0] < 0.1 and done < total:
-                return  # at most ten updates a second reach the browser
-            last[0] = now
-            fraction = min(1.0, done / total) if total else 0.0
-            bar.progress(fraction, text=f"{message} ({done}/{total})" if total else message)
-
-        start = time.perf_counter()
+        waited = _wait_for_model(board, model_id, label) if model_id else 0.0
+        st.session_state[f"mm.waited.{label}"] = waited  # for the panel's caption after its rerun
         try:
-            result = call(progress)
-        except Exception as exc:  # noqa: BLE001 - shown with the plugin's name below
-            error = exc
-            status.update(label=f"{label} failed", state="error", expanded=False)
-        else:
-            status.update(label=f"{label}: done in {time.perf_counter() - start:.1f} s", state="complete",
-                          expanded=False)
+            if waited >= 1:
+                st.caption(f"waited {waited:.0f} s for another session's run on {model_id}")
+            st.button("Stop", key=f"stop.{label}.{model_id}", help="End this run (the page draws again without it)")
+            bar = st.progress(0.0, text="starting")
+            last = [0.0]
+            start = time.perf_counter()
+
+            def progress(done: int, total: int, message: str = "") -> None:
+                if time.perf_counter() - start > limit:
+                    raise RunStopped(f"stopped after {limit:g} s, the time limit of one run (mmneurons app "
+                                     f"--run-limit SECONDS)")
+                now = time.monotonic()
+                if now - last[0] < 0.1 and done < total:
+                    return  # at most ten updates a second reach the browser
+                last[0] = now
+                fraction = min(1.0, done / total) if total else 0.0
+                bar.progress(fraction, text=f"{message} ({done}/{total})" if total else message)
+
+            try:
+                result = call(progress)
+            except Exception as exc:  # noqa: BLE001 - shown with the plugin's name below
+                error = exc
+                status.update(label=f"{label} failed", state="error", expanded=False)
+            else:
+                status.update(label=f"{label}: done in {time.perf_counter() - start:.1f} s", state="complete",
+                              expanded=False)
+        finally:  # also when Stop (a rerun) or a closed page interrupts the run
+            if model_id:
+                board.release(model_id)
     if error is not None:
         show_error(obj, error)
         return None
     return result
+
+
+def _waited(obj: Any) -> float:
+    return float(st.session_state.pop(f"mm.waited.{who(obj)}", 0.0) or 0.0)
+
+
+def _wait_for_model(board: Any, model_id: str, label: str) -> float:
+    """Take ``model_id`` on the board for ``label``, saying meanwhile who holds it; seconds waited."""
+    start = time.monotonic()
+    note = st.empty()
+    while not board.acquire(model_id, label, timeout=0.5):
+        held = board.holder(model_id)
+        if held is not None:  # leaving the page ends the wait: Streamlit interrupts this call
+            note.info(f"waiting for {held[0]} (started {held[1]:.0f} s ago) to finish on {model_id}")
+    note.empty()
+    return time.monotonic() - start
 
 
 def renderer_for(result: Any) -> Any | None:
@@ -151,28 +191,30 @@ def plugin_panel(obj: Any, model: ClipModel, target: Any, run: Callable[[dict, P
         result = store.get(stored_key) if store is not None else None
         if result is None:
             start = time.perf_counter()
-            result = run_with_progress(obj, lambda progress: run(params, progress))
+            result = run_with_progress(obj, lambda progress: run(params, progress), model.model_id)
             if result is not None:
                 if store is not None:
                     store.put(stored_key, result)
-                st.session_state[f"{key}.took"] = (cache_key, time.perf_counter() - start)
+                st.session_state[f"{key}.took"] = (cache_key, time.perf_counter() - start, _waited(obj))
         else:
-            st.session_state[f"{key}.took"] = (cache_key, None)
+            st.session_state[f"{key}.took"] = (cache_key, None, 0.0)
         if result is not None:
             cache.put(cache_key, result)
     if result is None and st.button(f"{run_label} {obj.name}", key=f"{key}.run", type="primary"):
         start = time.perf_counter()
-        result = run_with_progress(obj, lambda progress: run(params, progress))
+        result = run_with_progress(obj, lambda progress: run(params, progress), model.model_id)
         if result is not None:
             cache.put(cache_key, result)
-            st.session_state[f"{key}.took"] = (cache_key, time.perf_counter() - start)
+            st.session_state[f"{key}.took"] = (cache_key, time.perf_counter() - start, _waited(obj))
             st.rerun()  # draw the page again from the cache: result in place of the button
     if result is not None:
         took = st.session_state.get(f"{key}.took")
         if took and took[0] == cache_key:
+            waited = f" after waiting {took[2]:.0f} s for another session's run" if took[2] >= 1 else ""
             st.caption("from the disk cache (computed once on this machine)" if took[1] is None else
-                       f"computed in {took[1]:.1f} s · " + ("stored on disk for the next start" if store is not None
-                                                            else "cached for every session until the app restarts"))
+                       f"computed in {took[1]:.1f} s{waited} · " +
+                       ("stored on disk for the next start" if store is not None
+                        else "cached for every session until the app restarts"))
         show_results(result, key, columns=columns)
     return result
 

@@ -132,8 +132,10 @@ RENDERERS = (ProbeRenderer, FeatureVisRenderer, AttributionMapRenderer, UnitCont
 @click.option("--allow-model", "allow_models", multiple=True,
               help="A model id visitors may load (repeatable). Served beyond loopback, only these, --model "
                    "and the embedded default are offered.")
+@click.option("--run-limit", type=click.FloatRange(1), default=900, show_default=True,
+              help="Seconds one run (a probe, a render) may take before the app stops it.")
 @click.argument("streamlit_args", nargs=-1, type=click.UNPROCESSED)
-def app_command(model, host, port, max_upload_mb, headless, data, allow_models, streamlit_args) -> None:
+def app_command(model, host, port, max_upload_mb, headless, data, allow_models, run_limit, streamlit_args) -> None:
     """Start the Streamlit app: a Microscope for any CLIP, composed from the registered plugins.
 
     Extra arguments go to `streamlit run` (e.g. -- --server.runOnSave true).
@@ -143,7 +145,7 @@ def app_command(model, host, port, max_upload_mb, headless, data, allow_models, 
 
     from . import APP_SCRIPT
 
-    env = dict(os.environ, MMNEURONS_MAX_UPLOAD_MB=str(max_upload_mb))
+    env = dict(os.environ, MMNEURONS_MAX_UPLOAD_MB=str(max_upload_mb), MMNEURONS_APP_RUN_LIMIT_S=str(run_limit))
     if model:
         env["MMNEURONS_DEFAULT_MODEL"] = model
     exposed = not is_loopback(host)

@@ -17,7 +17,7 @@ from mmneurons.access import check_model
 from mmneurons.models import ClipModel, load_model
 from mmneurons.registry import PluginRegistry, get_registry
 
-from .cache import ResultCache, ResultStore, cache_dir
+from .cache import ResultCache, ResultStore, RunBoard, cache_dir
 
 #: models kept loaded at once (each RN50x4 is about 0.5 GB)
 MAX_MODELS = int(os.environ.get("MMNEURONS_APP_MAX_MODELS", "3"))
@@ -50,6 +50,20 @@ def get_model(model_id: str) -> ClipModel | None:
 def results() -> ResultCache:
     """The result cache shared by all sessions."""
     return ResultCache(int(os.environ.get("MMNEURONS_APP_MAX_RESULTS", "512")))
+
+
+@st.cache_resource(show_spinner=False)
+def run_board() -> RunBoard:
+    """Who runs what on which model, shared by all sessions."""
+    return RunBoard()
+
+
+def run_limit() -> float:
+    """Seconds one run may take before it is stopped (``mmneurons app --run-limit``)."""
+    try:
+        return max(0.1, float(os.environ.get("MMNEURONS_APP_RUN_LIMIT_S", "900")))
+    except ValueError:
+        return 900.0
 
 
 def result_store() -> ResultStore:

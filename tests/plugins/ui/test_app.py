@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from mmneurons.hookspecs import hookimpl
 from mmneurons.kinds import Attributor, Probe, Renderer
+from mmneurons.params import Param
 from mmneurons.plugins.ui import app as router
 from mmneurons.plugins.ui import state
 from mmneurons.registry import PluginRegistry, get_registry, reset_registry
@@ -422,3 +423,64 @@ def test_an_app_served_to_others_reads_only_its_data_folders_and_offers_only_its
     other.run()
     assert not other.exception
     assert "'openclip:RN50@random' is not offered by this app; models: demo:shapes" in other.error[0].value
+
+
+class SlowProbe(Probe):
+    name = "slow"
+    description = "Reports progress for a while."
+    targets = ("unit",)
+    source = "none"
+    params = (Param("seconds", "float", 5.0, min=0.0),)
+
+    def run(self, model, target, source, params, progress):
+        import time
+
+        start = time.monotonic()
+        while (spent := time.monotonic() - start) < params["seconds"]:
+            progress(int(spent * 100), int(params["seconds"] * 100), "working")
+            time.sleep(0.02)
+        return ProbeResult(probe=self.name, model_id=model.model_id, target=str(target),
+                           summary={"slept": params["seconds"]})
+
+
+@pytest.fixture
+def slow_app(app):
+    module = types.ModuleType("slow_ui")
+    module.mmneurons_probes = hookimpl(lambda: [SlowProbe()])
+    registry = PluginRegistry(entry_points=False)
+    registry.register(module, name="slow_ui")
+    reset_registry(registry)
+    app.query_params.update({"layer": "layer4.0", "unit": "7"})
+    yield app
+    reset_registry(None)
+
+
+def test_a_run_past_the_time_limit_is_stopped_and_frees_the_model(slow_app, monkeypatch):
+    monkeypatch.setenv("MMNEURONS_APP_RUN_LIMIT_S", "0.5")
+    open_page(slow_app, "neuron")
+    button(slow_app, "Run slow").click().run()
+    assert not slow_app.exception
+    errors = [e.value for e in slow_app.error]
+    assert any("probe 'slow'" in e and "stopped after 0.5 s, the time limit of one run" in e for e in errors), errors
+    assert state.run_board().holder("demo:shapes") is None
+
+
+def test_a_session_waiting_for_another_run_on_the_model_is_told_and_then_runs(slow_app):
+    """Another session's run holds the model on the shared board for 2 s (what its run_with_progress
+    does); this session's run waits, says for whom, and runs once the model is free."""
+    import threading
+
+    board = state.run_board()
+    open_page(slow_app, "neuron")
+    widget(slow_app, "neuron.probe.slow.seconds").set_value(0.1)
+    slow_app.run()
+    assert board.acquire("demo:shapes", "probe 'slow' (plugin 'another session')", timeout=1)
+    threading.Timer(2.0, board.release, args=("demo:shapes",)).start()
+    button(slow_app, "Run slow").click().run()
+    ok(slow_app)
+    [took] = [c.value for c in slow_app.caption if c.value.startswith("computed in ")]
+    assert " after waiting " in took and " s for another session's run" in took, took
+    waited = float(took.split(" after waiting ")[1].split(" s ")[0])
+    assert 1 <= waited <= 30, took  # held for 2 s
+    assert {m.label: m.value for m in slow_app.metric}["slept"] == "0.1"  # then it ran
+    assert board.holder("demo:shapes") is None

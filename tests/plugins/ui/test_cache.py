@@ -30,3 +30,25 @@ def test_least_recently_used_result_goes_first():
 def test_cache_needs_room():
     with pytest.raises(ValueError):
         ResultCache(0)
+
+
+def test_the_run_board_holds_one_run_per_model_and_says_who():
+    import threading
+
+    from mmneurons.plugins.ui.cache import RunBoard
+
+    board = RunBoard()
+    assert board.holder("m") is None and board.acquire("m", "probe 'a'", timeout=0.1)
+    who, seconds = board.holder("m")
+    assert who == "probe 'a'" and 0 <= seconds < 5
+    assert not board.acquire("m", "probe 'b'", timeout=0.1)  # taken: the second waits
+    assert board.acquire("other", "probe 'b'", timeout=0.1)  # another model is free
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(board.acquire("m", "probe 'b'", timeout=5)))
+    waiter.start()
+    board.release("m")
+    waiter.join(5)
+    assert got == [True] and board.holder("m")[0] == "probe 'b'"
+    board.release("m")
+    board.release("m")  # releasing twice is harmless
+    assert board.holder("m") is None
