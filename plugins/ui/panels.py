@@ -66,9 +66,11 @@ def run_with_progress(obj: Any, call: Callable[[Progress], Any], model_id: str |
     error: BaseException | None = None
     board, limit = state.run_board(), state.run_limit()
     with st.status(f"Running {label} ...", expanded=True) as status:
-        waited = _wait_for_model(board, model_id, label) if model_id else 0.0
-        st.session_state[f"mm.waited.{label}"] = waited  # for the panel's caption after its rerun
-        try:
+        note = st.empty()
+        waited = _wait_for_model(board, model_id, label, note) if model_id else 0.0
+        try:  # from here on the model is ours: every exit, a rerun raised by any st call included, frees it
+            note.empty()
+            st.session_state[f"mm.waited.{label}"] = waited  # for the panel's caption after its rerun
             if waited >= 1:
                 st.caption(f"waited {waited:.0f} s for another session's run on {model_id}")
             st.button("Stop", key=f"stop.{label}.{model_id}", help="End this run (the page draws again without it)")
@@ -108,15 +110,15 @@ def _waited(obj: Any) -> float:
     return float(st.session_state.pop(f"mm.waited.{who(obj)}", 0.0) or 0.0)
 
 
-def _wait_for_model(board: Any, model_id: str, label: str) -> float:
-    """Take ``model_id`` on the board for ``label``, saying meanwhile who holds it; seconds waited."""
+def _wait_for_model(board: Any, model_id: str, label: str, note: Any) -> float:
+    """Take ``model_id`` on the board for ``label``, saying in ``note`` meanwhile who holds it;
+    seconds waited. It makes no Streamlit call once the model is taken (the caller's ``finally``
+    must cover everything from there)."""
     start = time.monotonic()
-    note = st.empty()
     while not board.acquire(model_id, label, timeout=0.5):
         held = board.holder(model_id)
         if held is not None:  # leaving the page ends the wait: Streamlit interrupts this call
             note.info(f"waiting for {held[0]} (started {held[1]:.0f} s ago) to finish on {model_id}")
-    note.empty()
     return time.monotonic() - start
 
 
