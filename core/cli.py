@@ -263,11 +263,10 @@ def visualize(model, targets, method, pairs, out, device) -> None:
 def probe(name, model, target, images, words, source_name, source_pairs, pairs, out, device) -> None:
     """Run probe NAME on MODEL for TARGET (a unit like layer4.0:17, a layer, or a prompt)."""
     from .images import FolderSource, WordSource
+    from .results import check_output
 
     if sum(x is not None for x in (images, words, source_name)) > 1:
         raise click.UsageError("give at most one of --images, --words or --source")
-    from .results import check_output
-
     with user_errors():
         if out:
             check_output(out)  # before the run: the kind is checked again when the result is saved
@@ -341,11 +340,10 @@ def attribute(model, images, target, label, labels, templates, prompt, method, p
     from pathlib import Path
 
     from .captum import PromptTarget, ZeroShotTarget, parse_target
+    from .results import check_output
 
     if sum(x is not None for x in (target, label, prompt)) != 1:
         raise click.UsageError("give exactly one of --target, --label (with --labels) or --prompt")
-    from .results import check_output
-
     with user_errors():
         check_output(Path(out) / "result")
         if label is not None:

@@ -1,11 +1,12 @@
 """Result dataclasses and their files.
 
 Every result is a dataclass with a ``kind`` (the app draws it with the renderer registered for that
-kind). ``save`` writes a folder: ``result.json`` (fields, with the class path so ``load`` can
-rebuild it; strict JSON that any parser reads: a NaN or infinite number is written as ``null``),
-``arrays.npz`` for arrays (which keep them as they are) and one PNG per image. Writes are atomic: the folder is
-built under a temporary name and renamed into place, so an interrupted save never leaves half a
-result where a complete one is expected.
+kind). ``save`` writes a folder: ``result.json`` (fields and the type's name; strict JSON that any
+parser reads: a NaN or infinite number is written as ``null``), ``arrays.npz`` for arrays (which
+keep them as they are) and one PNG per image. Writes are atomic: the folder is built under a
+temporary name and renamed into place, so an interrupted save never leaves half a result where a
+complete one is expected, and a save replaces only an earlier result of the same kind. Reading
+builds only known types: a result folder is data, and reading one runs no code.
 """
 
 from __future__ import annotations

@@ -34,3 +34,15 @@ def install_fixture_package(name: str, target: Path) -> Path:
 def forget_modules(prefix: str) -> None:
     for mod in [m for m in sys.modules if m == prefix or m.startswith(prefix + ".")]:
         del sys.modules[mod]
+
+
+def write_random_images(folder: Path, n: int, size: tuple[int, int] = (32, 32), seed: int = 0) -> Path:
+    """``n`` random RGB PNGs ``0.png ...`` in ``folder`` (made if missing): a user's image folder."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    return folder

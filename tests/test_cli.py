@@ -12,6 +12,8 @@ from PIL import Image
 from mmneurons.activations import TopKActivations
 from mmneurons.cli import main
 
+from .helpers import write_random_images
+
 
 @pytest.fixture
 def run(registry):
@@ -44,11 +46,7 @@ def test_layers_of_a_local_checkpoint(run, tiny_checkpoint):
 
 
 def test_activations_end_to_end(run, tmp_path, tiny_checkpoint):
-    images = tmp_path / "imgs"
-    images.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(6):
-        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(images / f"{i}.png")
+    images = write_random_images(tmp_path / "imgs", 6)
     (images / "broken.png").write_bytes(b"nope")
     out = run("activations", f"openclip:{tiny_checkpoint}", "--layer", "layer3", "--images", images,
               "--top-k", "3", "--bottom", "--out", tmp_path / "res")
@@ -265,11 +263,7 @@ def _tree(folder):
 
 
 def test_out_never_replaces_what_mmneurons_did_not_write(run, tmp_path, tiny_checkpoint):
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(photos / f"{i}.png")
+    photos = write_random_images(tmp_path / "photos", 3)
     (photos / "notes.txt").write_text("mine")
     before = _tree(photos)
     model = f"openclip:{tiny_checkpoint}"

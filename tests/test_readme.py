@@ -10,12 +10,12 @@ import shlex
 import types
 from pathlib import Path
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
-from PIL import Image
 
 from mmneurons.cli import main
+
+from .helpers import write_random_images
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -66,11 +66,7 @@ def test_the_readme_has_the_commands_this_test_runs():
 @pytest.mark.slow
 def test_every_readme_command_and_python_block_runs(registry, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    photos = tmp_path / "photos"  # "your images": the README's examples read a folder of them
-    photos.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(4):
-        Image.fromarray(rng.integers(0, 255, (80, 96, 3), dtype=np.uint8)).save(photos / f"{i}.png")
+    write_random_images(tmp_path / "photos", 4, (80, 96))  # "your images": the README's examples read them
     runner = CliRunner()
     for args in readme_commands():
         out = runner.invoke(main, small(args), catch_exceptions=False)

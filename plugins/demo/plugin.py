@@ -14,7 +14,7 @@ from mmneurons.kinds import ImageSourceFactory, ModelProvider
 from mmneurons.models import ClipModel, ModelLoadError
 from mmneurons.params import Param
 
-from .data import CONCEPTS, FORMS, ShapesSource, attack_specs, probe_specs
+from .data import FORMS, ShapesSource, attack_specs, probe_specs
 from .tokenizer import WordTokenizer
 
 from . import ASSETS, PROBE_SEED
