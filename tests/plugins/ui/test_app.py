@@ -14,7 +14,6 @@ from streamlit.testing.v1 import AppTest
 
 from mmneurons.hookspecs import hookimpl
 from mmneurons.kinds import Attributor, Probe, Renderer
-from mmneurons.params import Param
 from mmneurons.plugins.ui import app as router
 from mmneurons.plugins.ui import state
 from mmneurons.registry import PluginRegistry, get_registry, reset_registry
@@ -425,30 +424,14 @@ def test_an_app_served_to_others_reads_only_its_data_folders_and_offers_only_its
     assert "'openclip:RN50@random' is not offered by this app; models: demo:shapes" in other.error[0].value
 
 
-class SlowProbe(Probe):
-    name = "slow"
-    description = "Reports progress for a while."
-    targets = ("unit",)
-    source = "none"
-    params = (Param("seconds", "float", 5.0, min=0.0),)
-
-    def run(self, model, target, source, params, progress):
-        import time
-
-        start = time.monotonic()
-        while (spent := time.monotonic() - start) < params["seconds"]:
-            progress(int(spent * 100), int(params["seconds"] * 100), "working")
-            time.sleep(0.02)
-        return ProbeResult(probe=self.name, model_id=model.model_id, target=str(target),
-                           summary={"slept": params["seconds"]})
-
-
 @pytest.fixture
-def slow_app(app):
-    module = types.ModuleType("slow_ui")
-    module.mmneurons_probes = hookimpl(lambda: [SlowProbe()])
+def slow_app(app, monkeypatch):
+    """The app with the fixture package ``mmneurons_slow`` (a probe that reports progress for a while)."""
+    import importlib
+
+    monkeypatch.syspath_prepend(str(ROOT / "tests" / "fixtures" / "mmneurons_slow"))
     registry = PluginRegistry(entry_points=False)
-    registry.register(module, name="slow_ui")
+    registry.register(importlib.import_module("mmneurons_slow"), name="slow_ui")
     reset_registry(registry)
     app.query_params.update({"layer": "layer4.0", "unit": "7"})
     yield app

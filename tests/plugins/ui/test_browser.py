@@ -17,7 +17,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -42,11 +44,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
+@contextmanager
+def serve(folder: Path, **env_extra: str) -> Iterator[str]:
+    """`streamlit run streamlit_app.py` on a free loopback port until the block ends; its URL."""
     port = free_port()
-    log = tmp_path_factory.mktemp("app") / "streamlit.log"
-    env = {**os.environ, "MMNEURONS_LOAD_ENTRYPOINTS": "0", "MMNEURONS_OFFLINE": "1", "MMNEURONS_DEVICE": "cpu"}
+    log = folder / "streamlit.log"
+    env = {**os.environ, "MMNEURONS_LOAD_ENTRYPOINTS": "0", "MMNEURONS_OFFLINE": "1", "MMNEURONS_DEVICE": "cpu",
+           **env_extra}
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"), "--server.headless", "true",
@@ -72,6 +76,24 @@ def app_url(tmp_path_factory):
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    with serve(tmp_path_factory.mktemp("app")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def slow_url(tmp_path_factory):
+    """A second server, with a third-party probe installed that works for a minute (the shared one
+    stays as users see it: its pages are the README's pictures)."""
+    from ...helpers import install_fixture_package
+
+    site = install_fixture_package("mmneurons_slow", tmp_path_factory.mktemp("site"))
+    path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
+    with serve(tmp_path_factory.mktemp("slow-app"), MMNEURONS_LOAD_ENTRYPOINTS="1", PYTHONPATH=path) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -236,3 +258,26 @@ def test_a_new_user_opens_onto_a_multimodal_unit_with_its_results(page, app_url)
     click(page, "modality", role="tab")
     assert main(page).get_by_text("top concept").first.is_visible()
     assert main(page).get_by_role("button", name="Run modality").count() == 0
+
+
+def _start_slow_run(page) -> None:
+    main(page).get_by_role("button", name="Run slow", exact=True).first.click()  # no settle: it runs a minute
+    main(page).get_by_role("button", name="Stop", exact=True).first.wait_for(timeout=60_000)
+    page.wait_for_timeout(1500)  # under way: it holds the model
+
+
+def test_stop_ends_a_run_at_once_and_frees_the_model(page, slow_url):
+    open_page(page, f"{slow_url}/?model=demo:shapes&layer=layer4.0&unit=7")
+    click(page, "slow", role="tab")
+    _start_slow_run(page)
+    started = time.monotonic()
+    main(page).get_by_role("button", name="Stop", exact=True).first.click()
+    settle(page)
+    assert time.monotonic() - started < 30, "the minute-long run went on after Stop"
+    assert main(page).get_by_role("button", name="Run slow", exact=True).count() == 1  # no result: asked again
+    _start_slow_run(page)  # the model is free: the next run starts at once
+    assert "waiting for" not in main(page).inner_text()
+    main(page).get_by_role("button", name="Stop", exact=True).first.click()
+    settle(page)
+    no_failures(page)
+
