@@ -297,3 +297,15 @@ def test_replacing_a_result_leaves_a_users_hidden_folder_alone(tmp_path):
     ProbeResult(probe="b").save(tmp_path / "out")
     assert load_result(tmp_path / "out").probe == "b" and (mine / "precious.txt").read_text() == "x"
     assert sorted(p.name for p in tmp_path.iterdir()) == [".out.old", "out"]
+
+
+def test_demo_samples_each_writes_every_image_and_never_replaces_another_file(run, tmp_path):
+    out = run("demo", "samples", "--out", tmp_path / "s.png", "--each", tmp_path / "each")
+    assert out.exit_code == 0, out.output
+    names = sorted(p.name for p in (tmp_path / "each").iterdir())
+    assert len(names) == 48 and "photo-star.png" in names and "attack-moon.png" in names
+    assert run("demo", "samples", "--out", tmp_path / "s.png", "--each", tmp_path / "each").exit_code == 0  # again
+    (tmp_path / "each" / "photo-star.png").write_bytes(b"my own picture")
+    out = run("demo", "samples", "--out", tmp_path / "s.png", "--each", tmp_path / "each")
+    assert out.exit_code == 1 and "photo-star.png exists and is not this command's image" in out.output
+    assert (tmp_path / "each" / "photo-star.png").read_bytes() == b"my own picture"

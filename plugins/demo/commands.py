@@ -97,22 +97,31 @@ def evaluate_command(folder, per_cell, write) -> None:
               help="Also write every image to this folder as FORM-CONCEPT.png (photo-star.png, attack-moon.png).")
 def samples_command(out, scale, each) -> None:
     """Write a grid of probe images: one row per form (and one of attack images), one column per concept."""
+    import io
+
     from PIL import Image
 
     from .data import CONCEPTS, FORMS, ShapesSource, attack_specs, probe_specs
 
     rows = [probe_specs(1, PROBE_SEED, (form,)) for form in FORMS] + [attack_specs(1, PROBE_SEED)]
     grid = Image.new("RGB", (len(CONCEPTS) * 66, len(rows) * 66), "white")
-    folder = Path(each) if each else None
-    if folder is not None:
-        folder.mkdir(parents=True, exist_ok=True)
+    files: dict[Path, bytes] = {}
     for r, specs in enumerate(rows):
         source = ShapesSource(specs)
         for c in range(len(specs)):
             image = source.load(c)
             grid.paste(image, (c * 66 + 1, r * 66 + 1))
-            if folder is not None:
-                record = source.record(c)
-                image.save(folder / f"{record.meta['form']}-{record.category}.png")
+            if each:
+                record, png = source.record(c), io.BytesIO()
+                image.save(png, format="PNG")
+                files[Path(each) / f"{record.meta['form']}-{record.category}.png"] = png.getvalue()
+    # a file of the same name that this command did not write (other bytes) is never replaced
+    foreign = [path for path, data in files.items() if path.exists() and path.read_bytes() != data]
+    if foreign:
+        raise click.ClickException(f"{foreign[0]} exists and is not this command's image; nothing was written "
+                                   f"(choose another --each folder)")
+    for path, data in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
     grid.resize((grid.width * scale, grid.height * scale), Image.Resampling.NEAREST).save(out)
-    click.echo(f"wrote {out}" + (f" and {sum(len(r) for r in rows)} images to {folder}/" if folder else ""))
+    click.echo(f"wrote {out}" + (f" and {len(files)} images to {each}/" if each else ""))
