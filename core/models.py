@@ -320,6 +320,11 @@ class ClipModel:
         return tuple(str(u) for u in self.meta.get("featured_units") or ())
 
     @property
+    def featured_plugins(self) -> tuple[str, ...]:
+        """Plugins whose results the app shows for the featured units without a click."""
+        return tuple(str(p) for p in self.meta.get("featured_plugins") or ())
+
+    @property
     def logit_scale(self) -> torch.Tensor:
         return self.model.logit_scale.exp()
 

@@ -48,6 +48,8 @@ class Result:
             result = load_result(path, extra_types=(cls,))
         except ResultTypeError:
             saved = json.loads((Path(path) / "result.json").read_text()).get("type")
+            if saved == _class_path(cls):
+                raise  # the right type, with an unknown type nested in it: the refusal says why
             raise TypeError(f"{path} holds a {str(saved).rpartition(':')[2]}, not a {cls.__name__}") from None
         if not isinstance(result, cls):
             raise TypeError(f"{path} holds a {type(result).__name__}, not a {cls.__name__}")

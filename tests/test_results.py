@@ -120,6 +120,8 @@ def test_a_nested_dataclass_is_built_only_from_known_types(tmp_path):
     (path / "result.json").write_text(json.dumps(doc))
     with pytest.raises(ResultTypeError, match="'os:system'"):
         load_result(path)
+    with pytest.raises(ResultTypeError, match="'os:system'"):  # not "holds a ProbeResult, not a ProbeResult"
+        ProbeResult.load(path)
     assert not marker.exists()
 
 

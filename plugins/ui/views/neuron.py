@@ -15,7 +15,7 @@ channel = widgets.unit_picker(model, layer)
 source, source_key = widgets.source_picker()
 unit = f"{layer}:{channel}"
 first_view = opening and model.featured_units[:1] == (unit,)
-featured = set(model.meta.get("featured_plugins") or ()) if first_view else set()
+featured = set(model.featured_plugins) if first_view else set()
 store = state.result_store() if featured else None
 st.subheader(unit)
 if first_view:
