@@ -343,8 +343,23 @@ class ClipModel:
                 rows.append(nn.functional.normalize(emb.mean(0), dim=-1))
         return torch.stack(rows, dim=1)
 
+    def zero_shot_logits(self, pixels: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
+        """``[B, C]`` CLIP logits (scaled cosine similarities) of ``pixels`` against a classifier from
+        :meth:`zero_shot_classifier`; gradients flow when the caller has them enabled."""
+        return self.logit_scale * self.encode_image(pixels) @ classifier
+
+    def render_tower(self, precision: str = "fp32", keep: "Sequence[str] | set[str]" = ()) -> "ClipModel":
+        """A private copy of this model for optimizing inputs (feature visualization): a ResNet
+        tower with its BatchNorms folded into the convolutions, in bf16 + channels_last when
+        ``precision`` is ``"bf16"``, with packed oneDNN convolutions on CPU; other towers as they
+        are. Layers in ``keep`` stay unfolded so hooks there see their own outputs. This model is
+        not changed."""
+        from ._kernels.tower import fast_tower
+
+        return fast_tower(self, precision, keep=keep)
+
     def with_visual(self, visual: nn.Module) -> "ClipModel":
-        """The same model with another visual tower (e.g. :func:`mmneurons.tower.fast_tower`'s private
+        """The same model with another visual tower (e.g. :meth:`render_tower`'s private
         copy). Text tower, tokenizer and metadata are shared; the new instance has its own lock,
         and this one is not changed."""
         inner = copy.copy(self.model)
@@ -360,6 +375,17 @@ class ClipModel:
         self._mean_t = self._mean_t.to(self.device)
         self._std_t = self._std_t.to(self.device)
         return self
+
+
+def build_clip(model_cfg: dict) -> nn.Module:
+    """An open_clip ``CLIP`` (or ``CustomTextCLIP``) at random init from a config dict (``embed_dim``,
+    ``vision_cfg``, ``text_cfg``, ...): what model providers load weights into."""
+    import open_clip
+
+    cfg = dict(model_cfg)
+    if cfg.pop("custom_text", False):
+        return open_clip.CustomTextCLIP(**cfg)
+    return open_clip.CLIP(**cfg)
 
 
 def parse_model_id(model_id: str) -> tuple[str, str]:

@@ -117,17 +117,17 @@ def _class_path(cls: type) -> str:
 def known_result_types(extra: tuple[type, ...] = ()) -> dict[str, type]:
     """The result classes :func:`load_result` may build, by the name ``result.json`` gives them:
     the core's, those that registered plugin objects declare in ``result_types``, and ``extra``."""
-    from .activations import TopKActivations
     from .kinds import HOOK_KINDS
     from .registry import get_registry
 
-    types: list[Any] = [AttributionMap, FeatureVis, ProbeResult, TopKActivations, *extra]
+    types: list[Any] = [*CORE_RESULT_TYPES, *extra]
     registry = get_registry()
     for hook in HOOK_KINDS:
         if hook != "mmneurons_commands":
             for obj in registry.collect(hook):
                 types += list(getattr(obj, "result_types", None) or ())
-    return {_class_path(t): t for t in types if isinstance(t, type) and dataclasses.is_dataclass(t)}
+    known = {_class_path(t): t for t in types if isinstance(t, type) and dataclasses.is_dataclass(t)}
+    return {**_MOVED, **known}
 
 
 def _known_type(name: Any, known: dict[str, type], folder: Path) -> type:
@@ -293,7 +293,9 @@ class FeatureVis(Result):
 
     ``activation`` is the target's value on the final image; ``activation_gray`` and
     ``activation_noise`` are its values on a gray and a random-noise image, for scale.
-    ``snapshots`` are the images at ``thresholds`` (optimization steps).
+    ``snapshots`` are the images at ``thresholds`` (optimization steps). ``target`` labels the
+    image; where a visualizer renders several images of one target (``diversity``: ``unit#j``),
+    ``of`` is the target as asked for and ``sample`` the image's index among them.
     """
 
     kind = "feature_vis"
@@ -301,6 +303,8 @@ class FeatureVis(Result):
     model_id: str = ""
     method: str = ""
     target: str = ""
+    of: str = ""
+    sample: int | None = None
     image: Image.Image | None = None
     snapshots: list = field(default_factory=list)
     thresholds: list[int] = field(default_factory=list)
@@ -311,10 +315,18 @@ class FeatureVis(Result):
     params: dict = field(default_factory=dict)
 
 
+#: the column that names a table row's unit (``layer4.0:17``) in a probe's tables
+UNIT_COLUMN = "unit"
+
+
 @dataclass
 class ProbeResult(Result):
     """What a probe found: named tables (lists of row dicts), arrays, images with captions and a
-    summary. One shape for every probe, so the CLI and the app can show any of them."""
+    summary. One shape for every probe, so the CLI and the app can show any of them.
+
+    A table with one row per unit names it in the column :data:`UNIT_COLUMN` (``"unit"``, as
+    ``layer4.0:17``): the app merges such tables of several probes into one units table.
+    """
 
     kind = "probe"
 
@@ -332,3 +344,66 @@ class ProbeResult(Result):
         if name not in self.tables:
             raise KeyError(f"{self.probe} result has no table {name!r}; tables: {', '.join(self.tables)}")
         return self.tables[name]
+
+
+@dataclass
+class TopKActivations(Result):
+    """The k images that most (and least) activate each channel of a layer."""
+
+    kind = "topk_activations"
+
+    model_id: str = ""
+    layer: str = ""
+    reduce: str = "mean"
+    k: int = 0
+    top_values: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    top_indices: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int64))
+    bottom_values: np.ndarray | None = None
+    bottom_indices: np.ndarray | None = None
+    image_ids: list[str] = field(default_factory=list)
+    categories: list = field(default_factory=list)
+    n_images: int = 0
+    skipped: list[list[str]] = field(default_factory=list)
+
+    def top(self, channel: int) -> list[tuple[str, float]]:
+        """(image id, activation) of the top images of ``channel``, best first."""
+        return [(self.image_ids[i], float(v)) for i, v in zip(self.top_indices[channel], self.top_values[channel])]
+
+
+@dataclass
+class UnitContributions(Result):
+    """Units of a layer ranked by how much of a target's logit they carry (layer Integrated Gradients)."""
+
+    kind = "unit_contributions"
+
+    model_id: str = ""
+    layer: str = ""
+    target: str = ""
+    channels: np.ndarray | None = None       # ranked channel indices
+    contributions: np.ndarray | None = None  # their summed attributions, same order
+    total: float = 0.0                       # sum over all channels (about f(x) - f(baseline))
+    target_minus_baseline: float = 0.0
+    images: int = 0
+
+    def table(self, top: int | None = None) -> list[dict]:
+        """The ranked units as rows (all of them, or the first ``top``)."""
+        return [{"unit": f"{self.layer}:{int(c)}", "contribution": float(v)}
+                for c, v in zip(self.channels[:top], self.contributions[:top])]
+
+    @property
+    def summary(self) -> dict:
+        """What a probe result's summary holds: the target, the layer and how well the units add up."""
+        return {"target": self.target, "layer": self.layer, "images": self.images, "total": self.total,
+                "target_minus_baseline": self.target_minus_baseline}
+
+    @property
+    def tables(self) -> dict[str, list[dict]]:
+        """The ranking as a probe result's table, so every front end shows it like any probe's."""
+        return {"units": self.table()}
+
+
+#: result types that lived elsewhere before: results saved then still load
+_MOVED = {"mmneurons.activations:TopKActivations": TopKActivations,
+          "mmneurons.plugins.captum_attr:UnitContributions": UnitContributions}
+#: every result type the core defines (``load_result`` reads them without a plugin declaring them)
+CORE_RESULT_TYPES = (AttributionMap, FeatureVis, ProbeResult, TopKActivations, UnitContributions)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .models import ClipModel
+from .models import ClipModel, build_clip
 
 TINY_TEXT_CFG = {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 4, "layers": 2}
 TINY_CONFIGS = {
@@ -36,10 +36,8 @@ def tiny_clip(kind: str = "resnet", seed: int = 0, device: str = "cpu") -> ClipM
     ``vit``: 2 blocks, width 32, 4x4 patches) wrapped as a :class:`ClipModel`."""
     import open_clip
 
-    from mmneurons.plugins.openclip_models import build_model
-
     torch.manual_seed(seed)
-    model = build_model(TINY_CONFIGS[kind])
+    model = build_clip(TINY_CONFIGS[kind])
     revive_residual_branches(model, seed)
     tokenizer = open_clip.SimpleTokenizer(context_length=TINY_TEXT_CFG["context_length"])
     return ClipModel(model, tokenizer, model_id=f"tiny:{kind}", image_size=64,

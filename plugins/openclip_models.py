@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 import torch
 
 from mmneurons.kinds import ModelProvider
-from mmneurons.models import DEFAULT_MODEL_ID, ClipModel, ModelLoadError
+from mmneurons.models import DEFAULT_MODEL_ID, ClipModel, ModelLoadError, build_clip
 
 RANDOM_TAGS = ("random", "none")
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
@@ -166,7 +166,7 @@ class OpenClipProvider(ModelProvider):
         stored = sum(v.numel() for v in ckpt["state_dict"].values() if isinstance(v, torch.Tensor))
         try:
             with torch.device("meta"):  # the config's size, with no memory allocated
-                planned = sum(p.numel() for p in build_model(ckpt["model_cfg"]).parameters())
+                planned = sum(p.numel() for p in build_clip(ckpt["model_cfg"]).parameters())
         except Exception as exc:  # noqa: BLE001 - a config open_clip cannot build
             raise ModelLoadError(f"{model_id}: the model config in {path} cannot be built: "
                                  f"{type(exc).__name__}: {exc}") from None
@@ -174,7 +174,7 @@ class OpenClipProvider(ModelProvider):
             raise ModelLoadError(f"{model_id}: the config in {path} describes {planned:,} parameters "
                                  f"({planned * 4 / 2**30:,.1f} GiB in float32) but the file holds {stored:,}: "
                                  f"the config does not belong to these weights")
-        model = build_model(ckpt["model_cfg"])
+        model = build_clip(ckpt["model_cfg"])
         try:
             model.load_state_dict(ckpt["state_dict"])
         except RuntimeError as exc:
@@ -192,13 +192,3 @@ class OpenClipProvider(ModelProvider):
         return ClipModel(model, tokenizer, model_id=model_id, image_size=size,
                          mean=pre.get("mean", oc.OPENAI_DATASET_MEAN), std=pre.get("std", oc.OPENAI_DATASET_STD),
                          device=device, meta=meta)
-
-
-def build_model(model_cfg: dict) -> torch.nn.Module:
-    """An open_clip ``CLIP`` from a config dict (``embed_dim``, ``vision_cfg``, ``text_cfg``, ...)."""
-    oc = _open_clip()
-    cfg = dict(model_cfg)
-    if cfg.get("custom_text"):
-        cfg.pop("custom_text")
-        return oc.CustomTextCLIP(**cfg)
-    return oc.CLIP(**cfg)

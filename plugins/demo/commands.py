@@ -50,7 +50,7 @@ def _evaluate_into(folder: Path, per_cell: int, seed_control: int, write: bool) 
 
     from mmneurons.cli import tqdm_progress
     from mmneurons.models import ClipModel
-    from mmneurons.plugins.openclip_models import build_model
+    from mmneurons.models import build_clip
 
     from .evaluate import evaluate
     from .plugin import DemoProvider
@@ -61,7 +61,7 @@ def _evaluate_into(folder: Path, per_cell: int, seed_control: int, write: bool) 
     controls = []
     for seed in range(seed_control, seed_control + CONTROL_SEEDS):
         torch.manual_seed(seed)
-        controls.append(ClipModel(build_model(manifest["model_cfg"]), model.tokenizer, model_id=f"control:{seed}",
+        controls.append(ClipModel(build_clip(manifest["model_cfg"]), model.tokenizer, model_id=f"control:{seed}",
                                   image_size=model.image_size, mean=model.mean, std=model.std))
     with tqdm_progress("evaluating") as progress:
         metrics = evaluate(model, per_cell=per_cell, attack_per_concept=per_cell, controls=controls,

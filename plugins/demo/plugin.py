@@ -59,9 +59,9 @@ class DemoProvider(ModelProvider):
                 f"demo:{spec}: weights file {weights} failed its checksum (sha256 {digest[:12]}..., the manifest "
                 f"says {manifest['weights']['sha256'][:12]}...): it was changed or corrupted. Reinstall mmneurons "
                 f"or retrain with `mmneurons demo train`")
-        from mmneurons.plugins.openclip_models import build_model
+        from mmneurons.models import build_clip
 
-        model = build_model(manifest["model_cfg"])
+        model = build_clip(manifest["model_cfg"])
         state = torch.load(weights, map_location="cpu", weights_only=True)
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
         pre = manifest["preprocess"]

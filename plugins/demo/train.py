@@ -77,10 +77,10 @@ def generate(specs, size: int, progress: Progress = no_progress, workers: int = 
 
 
 def build(cfg: TrainConfig, tokenizer: WordTokenizer):
-    from mmneurons.plugins.openclip_models import build_model
+    from mmneurons.models import build_clip
 
     torch.manual_seed(cfg.seed)
-    return build_model(cfg.model_cfg(tokenizer.vocab_size))
+    return build_clip(cfg.model_cfg(tokenizer.vocab_size))
 
 
 @lru_cache(maxsize=2)

@@ -43,7 +43,7 @@ def thumbnail_controls(model: ClipModel, units: list[str], key: str) -> dict[str
                                  model.model_id)
         per_unit: dict[str, list] = {}
         for vis in made or []:  # diversity gives k images per unit, named unit#j: all are kept, the first shown
-            per_unit.setdefault(vis.target.split("#")[0], []).append(vis)
+            per_unit.setdefault(vis.of or vis.target, []).append(vis)
         for unit, results in per_unit.items():
             if unit in keys:
                 cache.put(keys[unit], results)  # the same entry the Neuron page shows for these params

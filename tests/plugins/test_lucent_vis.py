@@ -183,7 +183,7 @@ def _lucid_redirected_grad(x, grad):
 @pytest.mark.parametrize("inplace", [False, True])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_redirected_relu_matches_lucids_rule_per_example(inplace, channels_last):
-    from mmneurons.plugins.lucent_vis import _RedirectedReLU
+    from mmneurons.plugins.lucent_vis.redirect import _RedirectedReLU
 
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(5, 6, 4, 4, generator=gen)
@@ -205,7 +205,7 @@ def test_redirected_relu_matches_lucids_rule_per_example(inplace, channels_last)
 
 
 def test_redirected_relus_are_always_restored(demo):
-    from mmneurons.plugins.lucent_vis import _redirected_relu, _RedirectedReLU, redirected_relus
+    from mmneurons.plugins.lucent_vis.redirect import _redirected_relu, _RedirectedReLU, redirected_relus
 
     x = torch.tensor([[-1.0, -2.0]], requires_grad=True)
     (-_RedirectedReLU.apply(x).sum()).backward()       # loss falls when x rises: let it through
@@ -249,16 +249,16 @@ def test_warnings_name_relus_only_where_they_exist_and_were_redirected():
 
 def test_a_direction_that_starts_below_zero_is_not_redirected_as_dead(registry, demo, monkeypatch):
     """Redirection is for ReLU outputs that read exactly 0; a projection below zero is only negative."""
-    import mmneurons.plugins.lucent_vis as lucent_vis
+    from mmneurons.plugins.lucent_vis import redirect
 
     swaps = []
-    real = lucent_vis.redirected_relus
+    real = redirect.redirected_relus
 
     def spy(model, enabled):
         swaps.append(enabled)
         return real(model, enabled)
 
-    monkeypatch.setattr(lucent_vis, "redirected_relus", spy)
+    monkeypatch.setattr(redirect, "redirected_relus", spy)
     vector = np.random.default_rng(1).normal(size=512)
     gray = torch.full((1, 3, 64, 64), 0.5)
     with torch.no_grad():

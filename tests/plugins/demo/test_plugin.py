@@ -11,7 +11,7 @@ import torch
 from mmneurons.models import ModelLoadError, load_model
 from mmneurons.plugins.demo.evaluate import evaluate
 from mmneurons.plugins.demo.plugin import ASSETS, DemoProvider
-from mmneurons.plugins.openclip_models import build_model
+from mmneurons.models import build_clip
 
 MANIFEST = json.loads((ASSETS / "manifest.json").read_text())
 
@@ -55,7 +55,7 @@ def test_the_shipped_evaluation_holds_on_a_small_held_out_set(demo):
     controls = []
     for seed in range(2):
         torch.manual_seed(seed)
-        controls.append(type(demo)(build_model(MANIFEST["model_cfg"]), demo.tokenizer, model_id="control",
+        controls.append(type(demo)(build_clip(MANIFEST["model_cfg"]), demo.tokenizer, model_id="control",
                                    image_size=64, mean=demo.mean, std=demo.std))
     metrics = evaluate(demo, per_cell=12, attack_per_concept=12, seed=12345, permutations=10, controls=controls)
     for form in ("photo", "drawing", "text"):

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mmneurons import fused_resnet, tower
+from mmneurons._kernels import fused_resnet, tower
 from mmneurons.activations import capture_layers
-from mmneurons.packed_conv import PackedConv2d, packing_available
+from mmneurons._kernels.packed_conv import PackedConv2d, packing_available
 
 pytestmark = pytest.mark.skipif(not packing_available(torch.float32),
                                 reason="this PyTorch build has no oneDNN convolution ops")

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from mmneurons import packed_conv
-from mmneurons.packed_conv import PackedConv2d, pack_convolutions, packing_available
+from mmneurons._kernels import packed_conv
+from mmneurons._kernels.packed_conv import PackedConv2d, pack_convolutions, packing_available
 
 needs_packing = pytest.mark.skipif(not packing_available(torch.float32),
                                    reason="this PyTorch build has no oneDNN convolution ops")

@@ -5,24 +5,26 @@ In eval mode a BatchNorm after a convolution is a fixed per-channel affine map, 
 into the convolution's weights and bias: the same function (up to rounding) with one pass over
 memory fewer forward and backward, about a fifth of an RN50x4 step on CPU. The copy also carries
 its dtype and memory format (bf16 + channels_last), so autocast re-casts no weight on every step,
-and on CPU its convolutions keep their weights packed for oneDNN (:mod:`mmneurons.packed_conv`)
+and on CPU its convolutions keep their weights packed for oneDNN (:mod:`mmneurons._kernels.packed_conv`)
 instead of reordering them twice a step, with the ReLUs and residual sums fused into them
-(:mod:`mmneurons.fused_resnet`). The shared model is never mutated: another thread can use
+(:mod:`mmneurons._kernels.fused_resnet`). The shared model is never mutated: another thread can use
 it while a render runs.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .fused_resnet import fuse_relus
-from .models import ClipModel
 from .packed_conv import pack_convolutions
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..models import ClipModel
 
 
 def _conv_bn_pairs(module: nn.Module) -> list[tuple[str, str]]:
@@ -60,7 +62,7 @@ def fold_batchnorm(visual: nn.Module, keep: Iterable[str] = ()) -> int:
     return folded
 
 
-def fast_tower(model: ClipModel, precision: str, keep: Iterable[str] = ()) -> ClipModel:
+def fast_tower(model: "ClipModel", precision: str, keep: Iterable[str] = ()) -> "ClipModel":
     """``model`` with a private copy of its visual tower, BatchNorms folded and weights in the
     working dtype (``"bf16"``: bfloat16 + channels_last; ``"fp32"``: float32), its convolutions
     packed for oneDNN on CPU, and there in bf16 its ReLUs fused into them.

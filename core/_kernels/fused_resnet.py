@@ -1,6 +1,6 @@
 """open_clip's ModifiedResNet with each ReLU fused into the packed convolution before it.
 
-In a folded tower (:mod:`mmneurons.tower`) a Bottleneck is ``relu(conv1)``, ``relu(conv2)``,
+In a folded tower (:mod:`mmneurons._kernels.tower`) a Bottleneck is ``relu(conv1)``, ``relu(conv2)``,
 average pool, ``relu(conv3 + identity)``, and the stem three ``relu(conv)``. With the ReLU and the
 residual sum as post-ops of the convolutions (:meth:`PackedConv2d.relu_forward`) they cost no pass
 over memory of their own: about 5% of an RN50x4 bf16 step on CPU. Only for channels_last

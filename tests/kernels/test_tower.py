@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from mmneurons.activations import capture_layers
-from mmneurons.packed_conv import PackedConv2d, packing_available
-from mmneurons.tower import fast_tower, fold_batchnorm
+from mmneurons._kernels.packed_conv import PackedConv2d, packing_available
+from mmneurons._kernels.tower import fast_tower, fold_batchnorm
 
 LAYERS = ["act3", "layer1", "layer2.0", "layer3", "layer4"]
 

@@ -1,0 +1,27 @@
+"""Feature visualization on Lucent's building blocks, made right for CLIP, in Lucent's layout:
+
+- :mod:`.param`: image parameterizations (Lucid's FFT + color decorrelation, with Lucent's constants);
+- :mod:`.transform`: transformation robustness (the paper's pad / jitter / scale / rotate);
+- :mod:`.redirect`: ReLU gradient redirection for units inactive on the starting image;
+- :mod:`.render`: the render loop, driven by one :class:`~.render.RenderSpec`;
+- :mod:`.visualizers`: the visualizer plugins (channel, neuron, negative, direction,
+  text_direction, diversity), built on Lucent's objectives.
+
+Lucent's ``render_vis`` is unfit for CLIP as it is (ImageNet normalization, hooks on every module
+that are never removed, ``cuda:0``, the whole network every step); docs/architecture.md says what
+is kept from Lucent and why.
+"""
+
+from .param import FFTImage
+from .redirect import redirected_relus
+from .render import Job, RenderSpec, read_baselines, render, resolve_precision, target_warnings
+from .transform import TRANSFORMS, paper_transform
+from .visualizers import (COMMON_PARAMS, ChannelVisualizer, DirectionVisualizer, DiversityVisualizer,
+                          LucentVisualizer, NegativeVisualizer, NeuronVisualizer, TextDirectionVisualizer, VISUALIZERS)
+
+__all__ = [
+    "COMMON_PARAMS", "ChannelVisualizer", "DirectionVisualizer", "DiversityVisualizer", "FFTImage", "Job",
+    "LucentVisualizer", "NegativeVisualizer", "NeuronVisualizer", "RenderSpec", "TRANSFORMS",
+    "TextDirectionVisualizer", "VISUALIZERS", "paper_transform", "read_baselines", "redirected_relus", "render",
+    "resolve_precision", "target_warnings",
+]
