@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
@@ -19,7 +19,7 @@ import torch
 
 from .errors import CheckpointError
 from .kinds import Progress, no_progress
-from .results import Result
+from .results import TopKActivations
 
 if TYPE_CHECKING:  # pragma: no cover
     from .images import ImageSource
@@ -219,30 +219,6 @@ class StreamingTopK:
         k = min(self.k, all_v.shape[1])
         vals, pos = torch.topk(all_v, k, dim=1, largest=largest, sorted=True)
         return vals, torch.gather(all_i, 1, pos)
-
-
-@dataclass
-class TopKActivations(Result):
-    """The k images that most (and least) activate each channel of a layer."""
-
-    kind = "topk_activations"
-
-    model_id: str = ""
-    layer: str = ""
-    reduce: str = "mean"
-    k: int = 0
-    top_values: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
-    top_indices: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int64))
-    bottom_values: np.ndarray | None = None
-    bottom_indices: np.ndarray | None = None
-    image_ids: list[str] = field(default_factory=list)
-    categories: list = field(default_factory=list)
-    n_images: int = 0
-    skipped: list[list[str]] = field(default_factory=list)
-
-    def top(self, channel: int) -> list[tuple[str, float]]:
-        """(image id, activation) of the top images of ``channel``, best first."""
-        return [(self.image_ids[i], float(v)) for i, v in zip(self.top_indices[channel], self.top_values[channel])]
 
 
 def scan_top_k(

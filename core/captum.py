@@ -78,10 +78,9 @@ class ZeroShotForward(nn.Module):
         self.visual = model.visual  # registered, so Captum/TCAV layer names read "visual.layer4.0"
         self.labels = [str(label) for label in labels]
         self.register_buffer("classifier", model.zero_shot_classifier(self.labels, templates).detach())
-        self.scale = float(model.logit_scale)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.scale * F.normalize(self.clip.forward_visual(pixels), dim=-1) @ self.classifier
+        return self.clip.zero_shot_logits(pixels, self.classifier)
 
 
 class SimilarityForward(nn.Module):

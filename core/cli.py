@@ -122,7 +122,7 @@ def plugins(show_all: bool, as_json: bool) -> None:
     if show_all:
         for hook, kind in HOOK_KINDS.items():
             for obj in registry.collect(hook):
-                provided.setdefault(getattr(obj, "_mmneurons_plugin", "?"), []).append(
+                provided.setdefault(getattr(obj, "provided_by", "?"), []).append(
                     {"kind": kind, "name": obj.name, "description": getattr(obj, "description", "")})
     rows = []
     for info in registry.plugins():

@@ -39,6 +39,8 @@ class PluginObject:
     ``result_types``: the :class:`~mmneurons.results.Result` classes this plugin's work returns
     besides the core ones (``FeatureVis``, ``AttributionMap``, ``ProbeResult``), so that
     :func:`~mmneurons.results.load_result` can read them back: it builds only declared types.
+    ``provided_by``: set by the registry when it collects the object: the name of the plugin that
+    provided it, for error messages and listings (a plugin does not set it).
     """
 
     kind: ClassVar[str] = "plugin"
@@ -46,10 +48,16 @@ class PluginObject:
     description: str = ""
     params: Sequence[Param] = ()
     result_types: tuple[type, ...] = ()
+    provided_by: str = ""
 
     def supports(self, model: "ClipModel") -> bool:
         """Whether this plugin can work on ``model`` (the app hides plugins that say no)."""
         return True
+
+    def resolve(self, values: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """``values`` typed and checked against ``params`` (:func:`plugin_params`); the bases call it
+        before the work, so a plugin's own code receives complete, typed values."""
+        return plugin_params(self, values)
 
     def __repr__(self) -> str:
         return f"<{self.kind} {self.name!r}>"
@@ -125,6 +133,9 @@ class Probe(PluginObject):
     ``"text"`` (a word or prompt) or ``"class"`` (a zero-shot class or ``prompt:...`` target);
     ``source`` says what it reads (see :data:`PROBE_SOURCES`). The app uses both to offer each
     probe where it fits and to show an image-source picker only where one is needed.
+
+    A probe implements :meth:`compute`; :meth:`run` (what the CLI, the app and the atlas call)
+    resolves the parameters and parses the target first. A probe may override ``run`` instead.
     """
 
     kind = "probe"
@@ -135,9 +146,32 @@ class Probe(PluginObject):
         """Whether ``run`` takes a target of this kind (one of :data:`PROBE_TARGETS`)."""
         return target_kind in self.targets
 
-    @abc.abstractmethod
-    def run(self, model: "ClipModel", target: Any, source: Any, params: dict, progress: Progress = no_progress) -> Any:
-        """Return a ``ProbeResult``."""
+    def run(self, model: "ClipModel", target: Any, source: Any, params: Mapping[str, Any] | None = None,
+            progress: Progress = no_progress) -> Any:
+        """Return a result (a ``ProbeResult`` or one of ``result_types``)."""
+        return self.compute(model, self.parse_target(model, target), source, self.resolve(params), progress)
+
+    def parse_target(self, model: "ClipModel", target: Any) -> Any:
+        """The target as :meth:`compute` takes it: a validated :class:`~mmneurons.units.Unit` for
+        ``layer:channel`` where units are accepted, a validated layer name where layers are, else
+        the text itself (stripped)."""
+        from .units import Unit, parse_unit_or_layer
+
+        if "unit" in self.targets or "layer" in self.targets:
+            parsed = parse_unit_or_layer(target) if "layer" in self.targets else Unit.parse(target)
+            if isinstance(parsed, Unit):
+                if "unit" not in self.targets:
+                    raise ValueError(f"probe '{self.name}' takes a layer, not a unit: give e.g. '{parsed.layer}'")
+                return parsed.validate(model)
+            if "text" not in self.targets and "class" not in self.targets:
+                model.layer_info(parsed)  # a clear error for an unknown layer
+                return parsed
+        return target.strip() if isinstance(target, str) else target
+
+    def compute(self, model: "ClipModel", target: Any, source: Any, values: dict,
+                progress: Progress = no_progress) -> Any:
+        """The probe's own science on a parsed target and resolved ``values``."""
+        raise NotImplementedError(f"probe '{self.name}' must define compute() (or override run())")
 
 
 class Renderer(PluginObject):

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+#: what ``Param.default_from`` may name
+DEFAULT_SOURCES = (None, "categories")
 
 
 class ParamError(ValueError):
@@ -29,6 +31,8 @@ class Param:
         choices: allowed values (rendered as a select box / ``click.Choice``).
         help: one sentence shown in ``--help`` and as the widget's tooltip.
         optional: ``None`` is an allowed value.
+        default_from: where a front end may take a default it cannot know in advance:
+            ``"categories"``, the image source's categories, comma-separated (e.g. class labels).
     """
 
     name: str
@@ -39,11 +43,15 @@ class Param:
     choices: tuple | None = None
     help: str = ""
     optional: bool = False
+    default_from: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.type not in _TYPES:
             raise ValueError(f"Param {self.name!r}: type must be one of {sorted(_TYPES)}, got {self.type!r}")
+        if self.default_from not in DEFAULT_SOURCES:
+            raise ValueError(f"Param {self.name!r}: default_from must be one of {DEFAULT_SOURCES}, "
+                             f"got {self.default_from!r}")
         if self.choices is not None:
             object.__setattr__(self, "choices", tuple(self.choices))
 

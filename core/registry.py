@@ -261,7 +261,7 @@ class PluginRegistry:
                     continue
                 seen[obj_name] = impl.plugin_name
                 try:  # who provided it, for error messages
-                    obj._mmneurons_plugin = impl.plugin_name
+                    obj.provided_by = impl.plugin_name
                 except AttributeError:  # frozen or slotted objects keep their own identity
                     pass
                 objects.append(obj)

@@ -111,6 +111,14 @@ class Direction:
         return {"layer": self.layer, "vector": self.vector.tolist(), "label": self.label}
 
 
+def parse_unit_or_layer(text: "str | Unit") -> "Unit | str":
+    """``layer4.0:17`` -> a :class:`Unit`; ``layer4.0`` -> the layer name (neither is validated)."""
+    if isinstance(text, Unit):
+        return text
+    text = str(text).strip()
+    return Unit.parse(text) if ":" in text else text
+
+
 def parse_units(texts: Sequence["str | Unit"]) -> list[Unit]:
     """Parse several units; the error names the one that failed."""
     return [Unit.parse(t) for t in texts]

@@ -4,7 +4,6 @@ the configured ``captum.attr.Attribution`` object itself."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -16,8 +15,8 @@ from mmneurons.captum import GridGradCam, forward_for, layer_of, parse_target
 from mmneurons.images import to_pil, to_rgb
 from mmneurons.kinds import Attributor, Probe, Progress, no_progress
 from mmneurons.models import ClipModel
-from mmneurons.params import Param, resolve_params
-from mmneurons.results import AttributionMap, Result
+from mmneurons.params import Param
+from mmneurons.results import AttributionMap, UnitContributions
 from mmneurons.units import Direction, Unit
 
 BASELINES = ("black", "gray")
@@ -77,13 +76,13 @@ class CaptumAttributor(Attributor):
         return attribution.attribute(pixels, target=index), None
 
     def captum(self, model: ClipModel, target: Any, **values: Any) -> Any:
-        values = resolve_params(self.params, values, owner=f"attributor '{self.name}'")
+        values = self.resolve(values)
         forward, _ = forward_for(model, target)
         return self.build(model, forward, parse_target(target), values)
 
     def attribute(self, model: ClipModel, images: Any, target: Any, params: dict | None = None,
                   progress: Progress = no_progress) -> list[AttributionMap]:
-        values = resolve_params(self.params, params or {}, owner=f"attributor '{self.name}'")
+        values = self.resolve(params)
         target = parse_target(target)
         pixels, ids = to_batch(model, images)
         forward, index = forward_for(model, target)
@@ -236,54 +235,22 @@ class GradCamAttributor(CaptumAttributor):
 
 
 # -- unit contributions to a class ----------------------------------------------------------------
-@dataclass
-class UnitContributions(Result):
-    """Units of a layer ranked by how much of a target's logit they carry (layer Integrated Gradients)."""
-
-    kind = "unit_contributions"
-
-    model_id: str = ""
-    layer: str = ""
-    target: str = ""
-    channels: np.ndarray | None = None       # ranked channel indices
-    contributions: np.ndarray | None = None  # their summed attributions, same order
-    total: float = 0.0                       # sum over all channels (about f(x) - f(baseline))
-    target_minus_baseline: float = 0.0
-    images: int = 0
-
-    def table(self, top: int | None = None) -> list[dict]:
-        """The ranked units as rows (all of them, or the first ``top``)."""
-        return [{"unit": f"{self.layer}:{int(c)}", "contribution": float(v)}
-                for c, v in zip(self.channels[:top], self.contributions[:top])]
-
-    @property
-    def summary(self) -> dict:
-        """What a probe result's summary holds: the target, the layer and how well the units add up."""
-        return {"target": self.target, "layer": self.layer, "images": self.images, "total": self.total,
-                "target_minus_baseline": self.target_minus_baseline}
-
-    @property
-    def tables(self) -> dict[str, list[dict]]:
-        """The ranking as a probe result's table, so every front end shows it like any probe's."""
-        return {"units": self.table()}
-
-
 class UnitContributionsProbe(Probe):
     name = "unit_contributions"
     description = "Which units of a layer carry a zero-shot class or prompt logit (layer Integrated Gradients)."
     targets = ("class",)
-    result_types = (UnitContributions,)
     params = (Param("layer", "str", "auto", help="layer whose units are ranked ('auto': the last block)"),
               Param("steps", "int", 32, min=2, max=1024, help="integration steps"),
               Param("baseline", "str", "black", choices=BASELINES, help="the reference image"),
               Param("internal_batch_size", "int", None, min=1, optional=True, help="steps per batch"))
 
-    def run(self, model: ClipModel, target: Any, source: Any, params: dict | None = None,
-            progress: Progress = no_progress) -> UnitContributions:
+    def parse_target(self, model: ClipModel, target: Any) -> Any:
+        return parse_target(target)
+
+    def compute(self, model: ClipModel, target: Any, source: Any, values: dict,
+                progress: Progress = no_progress) -> UnitContributions:
         from captum.attr import LayerIntegratedGradients
 
-        values = resolve_params(self.params, params or {}, owner=f"probe '{self.name}'")
-        target = parse_target(target)
         if isinstance(target, (Unit, Direction)):
             raise ValueError("unit contributions explain a class or a prompt, not a unit: give a ZeroShotTarget "
                              "or 'prompt:...'")

@@ -42,7 +42,7 @@ def test_every_hook_collects_objects_from_a_plugin(registry, hook):
     assert registry.register(plugin, name="fake_plugin") == "fake_plugin"
     collected = registry.collect(hook)
     assert thing in collected
-    assert thing._mmneurons_plugin == "fake_plugin"
+    assert thing.provided_by == "fake_plugin"
     registry.unregister("fake_plugin")
     assert thing not in registry.collect(hook)
 
@@ -87,7 +87,7 @@ def test_duplicate_names_within_a_kind_name_both_plugins(registry):
 
     registry.register(_plugin("copycat", mmneurons_image_sources=lambda: [Folder2()]), name="copycat")
     folder = registry.get("mmneurons_image_sources", "folder")
-    assert folder._mmneurons_plugin == "image_sources"  # the first one registered is kept
+    assert folder.provided_by == "image_sources"  # the first one registered is kept
     [problem] = registry.problems
     assert "'image_sources'" in problem.error and "'copycat'" in problem.error
 

@@ -14,6 +14,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from mmneurons.analysis.typographic import ATTACK_POSITIONS
 from mmneurons.images import ImageRecord, font
 
 CONCEPTS = ("circle", "square", "triangle", "star", "heart", "cross",
@@ -28,9 +29,6 @@ FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf", "Dej
          "DejaVuSerif-Bold.ttf", "DejaVuSerif-Italic.ttf", "DejaVuSansMono.ttf", "DejaVuSansMono-Bold.ttf",
          "STIXGeneral.ttf", "STIXGeneralBol.ttf", "cmss10.ttf", "cmtt10.ttf")
 EVAL_FONTS = ("DejaVuSansDisplay.ttf", "STIXGeneralItalic.ttf", "cmr10.ttf")
-#: the 8 fixed text positions of the typographic attack (fractions of the image side)
-ATTACK_POSITIONS = ((0.2, 0.18), (0.5, 0.18), (0.8, 0.18), (0.2, 0.5), (0.8, 0.5),
-                    (0.2, 0.82), (0.5, 0.82), (0.8, 0.82))
 SCALE = 2  # supersampling factor
 
 

@@ -6,7 +6,8 @@
   concept is the same for photo, drawing and text with z >= 1.5 in each. Compared with a
   permutation null (concept labels shuffled within each form) and with the same architecture at
   random init (batch-norm statistics re-estimated on the same images);
-- typographic attack: photos of concept A with the word B written at one of 8 fixed positions;
+- typographic attack: held-out photos of concept A with another concept's word B written at each
+  of the 8 fixed positions (:func:`mmneurons.analysis.typographic_attack`, the probe's protocol);
   the fraction classified as B.
 """
 
@@ -16,13 +17,13 @@ import numpy as np
 import torch
 
 from mmneurons.activations import layer_means
+from mmneurons.analysis import concept_modality_table, multimodality, typographic_attack, zero_shot_predictions
 from mmneurons.images import iterate_batches
 from mmneurons.kinds import Progress, no_progress
 from mmneurons.models import ClipModel
-from mmneurons.plugins.probes.modality import multimodality
 
 from .captions import TEMPLATES
-from .data import CONCEPTS, FORMS, ShapesSource, attack_specs, probe_specs
+from .data import CONCEPTS, FORMS, ShapesSource, Spec, attack_specs, probe_specs
 
 EVAL_SEED = 20_211_130
 LAYER = "layer4.0"
@@ -38,14 +39,9 @@ def channel_means(model: ClipModel, source, layer: str = LAYER, batch_size: int 
 
 
 def concept_form_table(acts: np.ndarray, concepts: np.ndarray, forms: np.ndarray) -> np.ndarray:
-    """``[F, K, C]`` mean activation per (form, concept, channel)."""
-    table = np.zeros((len(FORMS), len(CONCEPTS), acts.shape[1]))
-    for f in range(len(FORMS)):
-        for k in range(len(CONCEPTS)):
-            sel = (forms == f) & (concepts == k)
-            if not sel.any():
-                raise ValueError(f"no image of concept '{CONCEPTS[k]}' as {FORMS[f]}")
-            table[f, k] = acts[sel].mean(axis=0)
+    """``[F, K, C]`` mean activation per (form, concept, channel), in FORMS and CONCEPTS order."""
+    table, _, _ = concept_modality_table(acts, np.array(CONCEPTS)[concepts], np.array(FORMS)[forms],
+                                         concept_order=CONCEPTS, modality_order=FORMS)
     return table
 
 
@@ -67,13 +63,16 @@ def permutation_null(acts, concepts, forms, n: int, seed: int, z_min: float = Z_
     return counts
 
 
-def zero_shot_predictions(model: ClipModel, source, labels=CONCEPTS, batch_size: int = 128) -> np.ndarray:
-    classifier = model.zero_shot_classifier(list(labels), TEMPLATES)
-    preds = []
-    with torch.inference_mode():
-        for batch in iterate_batches(source, model.image_size, batch_size=batch_size, num_workers=0):
-            preds.append((model.encode_image(batch.pixels) @ classifier).argmax(dim=1).cpu())
-    return torch.cat(preds).numpy()
+def concept_predictions(model: ClipModel, source) -> np.ndarray:
+    """Zero-shot predictions among the 12 concepts with the captions' templates."""
+    return zero_shot_predictions(model, source, CONCEPTS, TEMPLATES)
+
+
+def attack_photos(per_concept: int, seed: int, size: int) -> tuple[ShapesSource, list[str]]:
+    """Held-out photos of each concept and, per photo, another concept's word to write on it."""
+    specs = attack_specs(per_concept, seed)
+    return ShapesSource([Spec("photo", s.concept, seed=s.seed) for s in specs], size, eval_fonts=False), \
+        [str(s.word) for s in specs]
 
 
 def reestimate_batchnorm(model: ClipModel, source, batch_size: int = 128) -> None:
@@ -110,11 +109,11 @@ def evaluate(model: ClipModel, *, per_cell: int = 40, attack_per_concept: int = 
     probe = ShapesSource(probe_specs(per_cell, seed), model.image_size, eval_fonts=False)
     concepts, forms = labels_of(probe)
     progress(0, steps, "zero-shot accuracy")
-    preds = zero_shot_predictions(model, probe)
+    preds = concept_predictions(model, probe)
     zero_shot = {form: float((preds[forms == f] == concepts[forms == f]).mean()) for f, form in enumerate(FORMS)}
     unseen = ShapesSource(probe_specs(per_cell, seed + 1, forms=("text",)), model.image_size, eval_fonts=True)
     unseen_concepts, _ = labels_of(unseen)
-    zero_shot["text_unseen_fonts"] = float((zero_shot_predictions(model, unseen) == unseen_concepts).mean())
+    zero_shot["text_unseen_fonts"] = float((concept_predictions(model, unseen) == unseen_concepts).mean())
     progress(1, steps, "multimodal units")
     acts = channel_means(model, probe)
     mask, top, score = multimodality(concept_form_table(acts, concepts, forms), Z_MIN)
@@ -134,14 +133,13 @@ def evaluate(model: ClipModel, *, per_cell: int = 40, attack_per_concept: int = 
         },
     }
     progress(3, steps, "typographic attack")
-    attack = ShapesSource(attack_specs(attack_per_concept, seed + 2), model.image_size, eval_fonts=False)
-    preds = zero_shot_predictions(model, attack)
-    written = np.array([CONCEPTS.index(s.word) for s in attack.specs])
-    true = np.array([CONCEPTS.index(s.concept) for s in attack.specs])
+    photos, words = attack_photos(attack_per_concept, seed + 2, model.image_size)
+    attack = typographic_attack(model, photos, words, CONCEPTS, TEMPLATES)
+    true = np.array([CONCEPTS.index(s.concept) for s in photos.specs])
     result["typographic_attack"] = {
-        "images": len(attack), "positions": 8,
-        "classified_as_written_word": float((preds == written).mean()),
-        "classified_as_true_concept": float((preds == true).mean()),
+        "images": len(photos), "positions": len(attack.positions),
+        "classified_as_written_word": float(attack.success.mean()),
+        "classified_as_true_concept": float((attack.attacked == true[:, None]).mean()),
     }
     if controls:
         counts, concepts_hit = [], {}

@@ -13,7 +13,7 @@ from mmneurons.activations import capture_layers
 from mmneurons.images import ImageLoadError, iterate_batches
 from mmneurons.kinds import Probe, Progress, no_progress
 from mmneurons.models import ClipModel
-from mmneurons.params import Param, resolve_params
+from mmneurons.params import Param
 from mmneurons.results import ProbeResult
 from mmneurons.units import Unit
 
@@ -44,10 +44,8 @@ class ActivationByCategoryProbe(Probe):
     params = (Param("bins", "int", 10, min=1, max=1000, help="equal-width activation bins"),
               Param("batch_size", "int", 64, min=1, help="images per forward pass"))
 
-    def run(self, model: ClipModel, target: Any, source: Any, params: dict | None = None,
-            progress: Progress = no_progress) -> ProbeResult:
-        values_ = resolve_params(self.params, params or {}, owner=f"probe '{self.name}'")
-        unit = Unit.parse(target).validate(model)
+    def compute(self, model: ClipModel, unit: Unit, source: Any, values_: dict,
+                progress: Progress = no_progress) -> ProbeResult:
         acts, cats, skipped = [], [], 0
         with torch.inference_mode(), model.lock:
             for batch in iterate_batches(source, model.image_size, batch_size=values_["batch_size"]):

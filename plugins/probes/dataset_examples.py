@@ -14,7 +14,7 @@ from mmneurons.images import skipped_note, to_pil
 from mmneurons.kinds import Probe, Progress, no_progress
 from mmneurons.models import ClipModel
 from mmneurons.overlay import heatmap_overlay
-from mmneurons.params import Param, resolve_params
+from mmneurons.params import Param
 from mmneurons.results import ProbeResult
 from mmneurons.units import Unit
 
@@ -28,12 +28,11 @@ class DatasetExamplesProbe(Probe):
               Param("batch_size", "int", 32, min=1, help="images per forward pass"),
               Param("workers", "int", None, min=0, optional=True, help="loader processes (default: auto)"))
 
-    def run(self, model: ClipModel, target: Any, source: Any, params: dict | None = None,
-            progress: Progress = no_progress) -> ProbeResult:
-        values = resolve_params(self.params, params or {}, owner=f"probe '{self.name}'")
+    def compute(self, model: ClipModel, target: Any, source: Any, values: dict,
+                progress: Progress = no_progress) -> ProbeResult:
+        unit = target if isinstance(target, Unit) else None
+        layer = unit.layer if unit else target
         text = str(target)
-        unit = Unit.parse(text).validate(model) if ":" in text else None
-        layer = unit.layer if unit else text
         scan = scan_top_k(model, source, layer, values["k"], reduce=values["reduce"], bottom=True,
                           batch_size=values["batch_size"], num_workers=values["workers"], progress=progress)
         summary = {"layer": layer, "images": scan.n_images, "skipped": len(scan.skipped)}

@@ -1,68 +1,21 @@
-"""``modality``: the literal / symbolic / text test. A unit's mean activation per (concept,
-modality), z-scored across concepts within each modality; a unit is multimodal when its top
-concept is the same in every modality with z >= ``z_min`` in each. A unit whose modalities
-disagree on the top concept has no score (``null`` in the saved result)."""
+"""``modality``: the literal / symbolic / text test (:mod:`mmneurons.analysis.modality`) over an image
+source whose images have a concept and a modality. A unit whose modalities disagree on the top
+concept has no score (``null`` in the saved result)."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from mmneurons.activations import layer_means
+from mmneurons.analysis import concept_modality_table, max_z, modality_of, multimodality
 from mmneurons.images import ImageLoadError, skipped_note
 from mmneurons.kinds import Probe, Progress, no_progress
 from mmneurons.models import ClipModel
-from mmneurons.params import Param, resolve_params
+from mmneurons.params import Param
 from mmneurons.results import ProbeResult
 from mmneurons.units import Unit
-
-
-def modality_of(record) -> str | None:
-    """A record's modality: ``meta['form']`` (generated sets) or the second folder level
-    (``concept/modality/image.png``)."""
-    if record.meta.get("form"):
-        return record.meta["form"]
-    parts = record.id.replace("\\", "/").split("/")
-    return parts[1] if len(parts) >= 3 else None
-
-
-def concept_modality_table(acts: np.ndarray, concepts: Sequence[str], modalities: Sequence[str]):
-    """(``[M, K, C]`` mean activations, concept names, modality names); every cell must have images."""
-    concept_names = sorted(set(concepts))
-    modality_names = sorted(set(modalities))
-    concepts, modalities = np.asarray(concepts), np.asarray(modalities)
-    table = np.zeros((len(modality_names), len(concept_names), acts.shape[1]))
-    missing = []
-    for m, modality in enumerate(modality_names):
-        for k, concept in enumerate(concept_names):
-            sel = (modalities == modality) & (concepts == concept)
-            if not sel.any():
-                missing.append(f"{concept}/{modality}")
-                continue
-            table[m, k] = acts[sel].mean(axis=0)
-    if missing:
-        raise ImageLoadError(f"modality probe: no image for {', '.join(missing[:8])}"
-                             f"{' ...' if len(missing) > 8 else ''}; every concept needs every modality")
-    return table, concept_names, modality_names
-
-
-def max_z(concepts: int) -> float:
-    """The largest z-score one of ``concepts`` values can have (one high, the others equal):
-    sqrt(concepts - 1). With 2 concepts it is 1.0, with 3 it is 1.41."""
-    return float(np.sqrt(max(concepts - 1, 0)))
-
-
-def multimodality(table: np.ndarray, z_min: float = 1.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(multimodal ``[C]`` bool, top concept ``[C]``, score ``[C]`` = the smallest z of the top concept
-    over modalities where all modalities agree, else -inf)."""
-    std = table.std(axis=1, keepdims=True)
-    z = (table - table.mean(axis=1, keepdims=True)) / np.where(std > 1e-12, std, np.inf)
-    top = table.argmax(axis=1)                                    # [M, C]
-    agree = (top == top[0]).all(axis=0)
-    z_top = np.take_along_axis(z, top[:, None, :], axis=1)[:, 0, :]  # [M, C]
-    score = np.where(agree, z_top.min(axis=0), -np.inf)
-    return agree & (score >= z_min), top[0], score
 
 
 class ModalityProbe(Probe):
@@ -74,14 +27,11 @@ class ModalityProbe(Probe):
               Param("top", "int", 20, min=1, help="units to list in the ranking"),
               Param("batch_size", "int", 64, min=1, help="images per forward pass"))
 
-    def run(self, model: ClipModel, target: Any, source: Any, params: dict | None = None,
-            progress: Progress = no_progress) -> ProbeResult:
-        values = resolve_params(self.params, params or {}, owner=f"probe '{self.name}'")
-        unit = Unit.parse(target) if ":" in str(target) else None
-        layer = unit.layer if unit else str(target)
+    def compute(self, model: ClipModel, target: Any, source: Any, values: dict,
+                progress: Progress = no_progress) -> ProbeResult:
+        unit = target if isinstance(target, Unit) else None
+        layer = unit.layer if unit else target
         info = model.layer_info(layer)
-        if unit:
-            unit.validate(model)
         records = [source.record(i) for i in range(len(source))]
         modalities = [modality_of(r) for r in records]
         if any(m is None for m in modalities) or any(r.category is None for r in records):

@@ -21,7 +21,7 @@ from mmneurons.activations import layer_means
 from mmneurons.images import ImageLoadError, skipped_note
 from mmneurons.kinds import Probe, Progress, no_progress
 from mmneurons.models import ClipModel
-from mmneurons.params import Param, resolve_params
+from mmneurons.params import Param
 from mmneurons.results import ProbeResult
 from mmneurons.units import Unit
 
@@ -76,9 +76,8 @@ class NeuronLabelProbe(Probe):
               Param("temperature", "float", 0.01, min=1e-4, help="softmax temperature on cosine similarities"),
               Param("batch_size", "int", 64, min=1, help="images per forward pass"))
 
-    def run(self, model: ClipModel, target: Any, source: Any, params: dict | None = None,
-            progress: Progress = no_progress) -> ProbeResult:
-        values = resolve_params(self.params, params or {}, owner=f"probe '{self.name}'")
+    def compute(self, model: ClipModel, target: Any, source: Any, values: dict,
+                progress: Progress = no_progress) -> ProbeResult:
         given = bool(values["concepts"].strip())
         concepts = self.concepts(values["concepts"]) if given else default_words(values["n_words"])
         readable = [not self.unknown(model, c) for c in concepts]
@@ -93,10 +92,9 @@ class NeuronLabelProbe(Probe):
             if len(concepts) < 2:
                 raise ValueError(f"neuron_label: the model's tokenizer knows {len(concepts)} of the "
                                  f"{values['n_words']} default words; give -p concepts=...")
+        unit = target if isinstance(target, Unit) else None
+        layer = unit.layer if unit else target
         text = str(target)
-        unit = Unit.parse(text).validate(model) if ":" in text else None
-        layer = unit.layer if unit else text
-        model.layer_info(layer)
         if "{}" not in values["template"]:
             raise ValueError("neuron_label: the template must contain '{}'")
         words = self.embed(model, [values["template"].format(c) for c in concepts], progress)

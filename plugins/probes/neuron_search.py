@@ -1,38 +1,18 @@
-"""``neuron_search``: the paper's zero-shot neuron search. A text prompt's image-text logit is
-roughly bilinear in the last layer's activations and the text embedding, so its gradient with
-respect to a layer's units, at a neutral (gray) image, ranks the units that drive the prompt."""
+"""``neuron_search``: the paper's zero-shot neuron search: the units of a layer ranked by the
+gradient of a prompt's logit at a neutral image (:func:`mmneurons.analysis.prompt_gradient`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from mmneurons.activations import layer_gradient
+from mmneurons.analysis import prompt_gradient
+from mmneurons.analysis.prompts import NEUTRAL_IMAGES
 from mmneurons.kinds import Probe, Progress, no_progress
 from mmneurons.models import ClipModel
-from mmneurons.params import Param, resolve_params
+from mmneurons.params import Param
 from mmneurons.results import ProbeResult
-
-
-def neutral_image(model: ClipModel, kind: str) -> torch.Tensor:
-    value = {"gray": 0.5, "black": 0.0, "white": 1.0}[kind]
-    return torch.full((1, 3, model.image_size, model.image_size), value, device=model.device)
-
-
-def prompt_scores(model: ClipModel, prompt: str, layer: str, neutral: str = "gray") -> np.ndarray:
-    """``[C]``: d logit(prompt) / d (mean activation of each channel of ``layer``) at a neutral image."""
-    if not prompt or not prompt.strip():
-        raise ValueError("neuron search: the prompt is empty")
-    with torch.no_grad():
-        text = model.encode_text([prompt])[0]
-    scale = float(model.logit_scale)
-    grad = layer_gradient(model, neutral_image(model, neutral), layer,
-                          lambda emb: scale * F.normalize(emb, dim=-1) @ text)
-    # d logit / d (spatial mean of a channel) = sum over positions of d logit / d position
-    return grad.sum(dim=(2, 3))[0].detach().cpu().numpy()
 
 
 class NeuronSearchProbe(Probe):
@@ -42,15 +22,16 @@ class NeuronSearchProbe(Probe):
     source = "none"
     params = (Param("layer", "str", "auto", help="layer to search ('auto': the last block)"),
               Param("top", "int", 20, min=1, max=100_000, help="units to list"),
-              Param("neutral", "str", "gray", choices=("gray", "black", "white"), help="the neutral image"))
+              Param("neutral", "str", "gray", choices=tuple(NEUTRAL_IMAGES), help="the neutral image"))
 
-    def run(self, model: ClipModel, target: Any, source: Any = None, params: dict | None = None,
-            progress: Progress = no_progress) -> ProbeResult:
-        values = resolve_params(self.params, params or {}, owner=f"probe '{self.name}'")
+    def compute(self, model: ClipModel, prompt: Any, source: Any, values: dict,
+                progress: Progress = no_progress) -> ProbeResult:
         layer = model.resolve_layer(values["layer"])
-        prompt = str(target)
+        prompt = str(prompt)
+        if not prompt:
+            raise ValueError("neuron search: the prompt is empty")
         progress(0, 1, f"searching {layer} for {prompt!r}")
-        scores = prompt_scores(model, prompt, layer, values["neutral"])
+        scores = prompt_gradient(model, prompt, layer, values["neutral"])
         order = np.argsort(-scores)
         top = [{"unit": f"{layer}:{int(c)}", "channel": int(c), "score": float(scores[c])}
                for c in order[: values["top"]]]

@@ -12,7 +12,7 @@ from mmneurons.activations import layer_means
 from mmneurons.images import WordSource
 from mmneurons.kinds import Probe, Progress, no_progress
 from mmneurons.models import ClipModel
-from mmneurons.params import Param, resolve_params
+from mmneurons.params import Param
 from mmneurons.results import ProbeResult
 from mmneurons.units import Unit
 
@@ -35,13 +35,11 @@ class RenderedWordsProbe(Probe):
               Param("size", "int", 0, min=0, help="rendering size in pixels (0: the model's input size)"),
               Param("batch_size", "int", 64, min=1, help="words per forward pass"))
 
-    def run(self, model: ClipModel, target: Any, source: Any = None, params: dict | None = None,
-            progress: Progress = no_progress) -> ProbeResult:
-        values = resolve_params(self.params, params or {}, owner=f"probe '{self.name}'")
+    def compute(self, model: ClipModel, target: Any, source: Any, values: dict,
+                progress: Progress = no_progress) -> ProbeResult:
+        unit = target if isinstance(target, Unit) else None
+        layer = unit.layer if unit else target
         text = str(target)
-        unit = Unit.parse(text).validate(model) if ":" in text else None
-        layer = unit.layer if unit else text
-        model.layer_info(layer)
         if source is None:
             source = WordSource(default_words(values["n_words"]), size=values["size"] or model.image_size)
         if not isinstance(source, WordSource):

@@ -22,7 +22,7 @@ from .widgets import param_widgets, resolved
 
 def who(obj: Any) -> str:
     """``probe 'modality' (plugin 'probes')``: how errors name a plugin object."""
-    plugin = getattr(obj, "_mmneurons_plugin", None)
+    plugin = getattr(obj, "provided_by", None)
     dist = ""
     if plugin:
         info = next((i for i in state.registry().plugins() if i.name == plugin), None)

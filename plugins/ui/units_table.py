@@ -1,6 +1,7 @@
 """Per-unit tables merged across probes, for the Layer and Search pages (no Streamlit).
 
-A probe run on a layer returns tables whose rows name a ``unit`` (modality's ranking, rendered
+A probe run on a layer returns tables whose rows name a unit in the column
+:data:`~mmneurons.results.UNIT_COLUMN` (modality's ranking, rendered
 words' best words, neuron_label's labels, ...). Merging them by unit gives one row per unit that
 the grid can sort by any column, whichever probes happen to be installed.
 """
@@ -10,12 +11,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from mmneurons.results import UNIT_COLUMN
+
 
 def unit_rows(result: Any) -> list[dict]:
     """Rows of every table of ``result`` that has a ``unit`` column, concatenated."""
     rows: list[dict] = []
     for table in (getattr(result, "tables", None) or {}).values():
-        if isinstance(table, list) and table and isinstance(table[0], dict) and "unit" in table[0]:
+        if isinstance(table, list) and table and isinstance(table[0], dict) and UNIT_COLUMN in table[0]:
             rows += table
     return rows
 
@@ -23,16 +26,16 @@ def unit_rows(result: Any) -> list[dict]:
 def merge_unit_rows(results: dict[str, Any], units: list[str] | None = None) -> list[dict]:
     """One row per unit with the columns of every result (``{probe}:{column}`` where two probes use
     the same column name). ``units`` fixes the rows and their order (others are dropped)."""
-    merged: dict[str, dict] = {u: {"unit": u} for u in units or []}
+    merged: dict[str, dict] = {u: {UNIT_COLUMN: u} for u in units or []}
     owner: dict[str, str] = {}
     for probe, result in results.items():
         for row in unit_rows(result):
-            unit = str(row["unit"])
+            unit = str(row[UNIT_COLUMN])
             if units is not None and unit not in merged:
                 continue
-            target = merged.setdefault(unit, {"unit": unit})
+            target = merged.setdefault(unit, {UNIT_COLUMN: unit})
             for column, value in row.items():
-                if column == "unit":
+                if column == UNIT_COLUMN:
                     continue
                 name = column if owner.setdefault(column, probe) == probe else f"{probe}:{column}"
                 target[name] = value
@@ -44,7 +47,7 @@ def sortable_columns(rows: list[dict]) -> list[str]:
     columns: list[str] = []
     for row in rows:
         for column, value in row.items():
-            if column != "unit" and column not in columns and isinstance(value, (int, float, str)):
+            if column != UNIT_COLUMN and column not in columns and isinstance(value, (int, float, str)):
                 columns.append(column)
     return columns
 

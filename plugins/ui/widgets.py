@@ -193,7 +193,7 @@ def source_picker(key: str = "w.source", container: Any = None) -> tuple[Any, st
         params = resolve_params(factory.params, values, owner=f"image source '{name}'")
         source = _make_source(name, json.dumps(params, sort_keys=True))
     except Exception as exc:  # noqa: BLE001 - bad folder, bad parameter: say so, keep the page
-        box.error(f"image source '{name}' (plugin '{getattr(factory, '_mmneurons_plugin', '?')}'): {exc}")
+        box.error(f"image source '{name}' (plugin '{getattr(factory, 'provided_by', '?')}'): {exc}")
         return None, None
     box.caption(source.describe())
     return source, f"{name}:{json.dumps(params, sort_keys=True)}"
@@ -240,18 +240,14 @@ def source_categories(source: Any, limit: int = 200) -> list[str]:
     return seen
 
 
-#: required text parameters with these names are prefilled with the image source's categories
-CATEGORY_PARAMS = ("labels", "concepts")
-
-
 def context_defaults(obj: Any, source: Any, **extra: Any) -> dict[str, Any]:
-    """Page defaults for a plugin's parameters: a required ``labels``/``concepts`` text gets the
-    image source's categories (the demo's twelve concepts, a folder's subfolder names), and
+    """Page defaults for a plugin's parameters: a parameter declared ``default_from="categories"``
+    gets the image source's categories (the demo's twelve concepts, a folder's subfolder names), and
     ``extra`` fills parameters the plugin has (e.g. ``top`` = all units on the Layer page)."""
     names = {p.name: p for p in obj.params}
     defaults = {k: v for k, v in extra.items() if k in names}
     categories = source_categories(source)
-    for name in CATEGORY_PARAMS:
-        if name in names and names[name].default is None and categories:
+    for name, param in names.items():
+        if param.default_from == "categories" and categories and name not in defaults:
             defaults[name] = ", ".join(categories)
     return defaults

@@ -40,7 +40,7 @@ st.markdown("#### What they provide")
 for hook, kind in HOOK_KINDS.items():
     items = objects[hook]
     with st.expander(f"{kind}s ({len(items)})", expanded=False):
-        st.dataframe([{"name": getattr(o, "name", ""), "plugin": getattr(o, "_mmneurons_plugin", ""),
+        st.dataframe([{"name": getattr(o, "name", ""), "plugin": getattr(o, "provided_by", ""),
                        "description": (getattr(o, "description", None) or getattr(o, "help", None) or ""),
                        "takes": takes(o),
                        "parameters": ", ".join(p.name for p in getattr(o, "params", ()) or ())}

@@ -2,8 +2,8 @@
 the full protocol (every image of the source, fixed positions) with the "text" probes that read images."""
 
 import streamlit as st
-import torch
 
+from mmneurons.analysis import zero_shot_probabilities
 from mmneurons.images import parse_color, write_text
 from mmneurons.plugins.ui import panels, state, widgets
 from mmneurons.plugins.ui.downloads import slug, table_csv
@@ -41,18 +41,8 @@ except ValueError as exc:
     st.error(str(exc))
     st.stop()
 
-
-def zero_shot(images, labels):
-    """Class probabilities of each image (the model's templates, its logit scale)."""
-    with torch.inference_mode(), model.lock:
-        classifier = model.zero_shot_classifier(labels)
-        pixels = torch.stack([model.pixels(im) for im in images]).to(model.device)
-        logits = model.logit_scale * model.encode_image(pixels) @ classifier
-        return logits.softmax(dim=1).float().cpu().numpy()
-
-
 try:
-    probs = zero_shot([image, attacked], labels)
+    probs = zero_shot_probabilities(model, [image, attacked], labels)
 except Exception as exc:  # noqa: BLE001 - e.g. a label the demo tokenizer cannot encode
     st.error(f"zero-shot classification failed: {type(exc).__name__}: {exc}")
     st.stop()

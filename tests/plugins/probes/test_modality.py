@@ -1,33 +1,13 @@
-"""The modality probe: the score against a hand-made table, the demo model, bad concept sets."""
+"""The modality probe: the demo model, bad concept sets."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from PIL import Image
 
 from mmneurons.images import FolderSource, ImageLoadError
-from mmneurons.plugins.probes.modality import concept_modality_table, multimodality
 
 
-def test_score_on_a_hand_made_table():
-    rng = np.random.default_rng(0)
-    table = rng.normal(0, 0.1, (3, 5, 3))
-    table[:, 2, 0] = 4.0                 # unit 0: concept 2 in every modality
-    table[:2, 2, 1] = 4.0                # unit 1: concept 2 in two modalities, concept 4 in the third
-    table[2, 4, 1] = 4.0
-    mask, top, score = multimodality(table)
-    assert mask.tolist() == [True, False, False] and top[0] == 2
-    z = (4.0 - table[:, :, 0].mean(axis=1)) / table[:, :, 0].std(axis=1)
-    assert np.isclose(score[0], z.min()) and score[1] == -np.inf
-
-
-def test_table_means_per_cell():
-    acts = np.arange(12, dtype=float).reshape(6, 2)
-    table, concepts, mods = concept_modality_table(acts, ["a", "a", "b", "b", "a", "b"],
-                                                   ["photo", "photo", "photo", "photo", "text", "text"])
-    assert concepts == ["a", "b"] and mods == ["photo", "text"]
-    assert np.allclose(table[0, 0], acts[:2].mean(axis=0)) and np.allclose(table[1, 1], acts[5])
 
 
 def test_demo_model_has_multimodal_units(registry):
@@ -78,7 +58,7 @@ def _write_demo_folder(root, concepts, per_cell=2):
 @pytest.mark.parametrize("concepts", [("star", "moon"), ("star", "moon", "heart")])
 def test_an_unreachable_z_min_is_said_not_silently_met_by_no_unit(registry, tmp_path, concepts):
     from mmneurons.models import load_model
-    from mmneurons.plugins.probes.modality import max_z
+    from mmneurons.analysis import max_z
 
     assert max_z(2) == 1.0 and max_z(3) == pytest.approx(2 ** 0.5)
     probe = registry.get("mmneurons_probes", "modality")

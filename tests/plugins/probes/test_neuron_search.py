@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmneurons.plugins.probes.neuron_search import neutral_image
+from mmneurons.analysis import neutral_image
 
 
 def _logit_with_shift(model, prompt, layer, channel, eps):

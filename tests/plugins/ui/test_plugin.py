@@ -22,7 +22,7 @@ from mmneurons.plugins.ui.plugin import enlarge, fmt
 def test_every_builtin_result_kind_has_a_renderer(registry):
     kinds = {r.result_kind for r in registry.renderers()}
     assert {"probe", "feature_vis", "attribution_map", "unit_contributions"} <= kinds
-    assert all(r._mmneurons_plugin == "app" for r in registry.renderers())
+    assert all(r.provided_by == "app" for r in registry.renderers())
 
 
 def test_every_probe_and_visualizer_declares_what_it_takes(registry):

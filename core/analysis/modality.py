@@ -1,0 +1,62 @@
+"""The literal / symbolic / text test (Goh et al. 2021): a unit's mean activation per (concept,
+modality), z-scored across concepts within each modality; a unit is multimodal when its top
+concept is the same in every modality with z >= ``z_min`` in each."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import ImageLoadError
+
+
+def modality_of(record: Any) -> str | None:
+    """A record's modality: ``meta['form']`` (generated sets) or the second folder level
+    (``concept/modality/image.png``)."""
+    if record.meta.get("form"):
+        return record.meta["form"]
+    parts = record.id.replace("\\", "/").split("/")
+    return parts[1] if len(parts) >= 3 else None
+
+
+def concept_modality_table(acts: np.ndarray, concepts: Sequence[str], modalities: Sequence[str], *,
+                           concept_order: Sequence[str] | None = None,
+                           modality_order: Sequence[str] | None = None) -> tuple[np.ndarray, list[str], list[str]]:
+    """(``[M, K, C]`` mean activations, concept names, modality names) from per-image activations
+    ``acts`` ``[N, C]`` and each image's concept and modality. Names are sorted unless an order is
+    given; every (concept, modality) cell must have images."""
+    concept_names = list(concept_order) if concept_order is not None else sorted(set(concepts))
+    modality_names = list(modality_order) if modality_order is not None else sorted(set(modalities))
+    concepts, modalities = np.asarray(concepts), np.asarray(modalities)
+    table = np.zeros((len(modality_names), len(concept_names), acts.shape[1]))
+    missing = []
+    for m, modality in enumerate(modality_names):
+        for k, concept in enumerate(concept_names):
+            sel = (modalities == modality) & (concepts == concept)
+            if not sel.any():
+                missing.append(f"{concept}/{modality}")
+                continue
+            table[m, k] = acts[sel].mean(axis=0)
+    if missing:
+        raise ImageLoadError(f"modality: no image for {', '.join(missing[:8])}"
+                             f"{' ...' if len(missing) > 8 else ''}; every concept needs every modality")
+    return table, concept_names, modality_names
+
+
+def max_z(concepts: int) -> float:
+    """The largest z-score one of ``concepts`` values can have (one high, the others equal):
+    sqrt(concepts - 1). With 2 concepts it is 1.0, with 3 it is 1.41."""
+    return float(np.sqrt(max(concepts - 1, 0)))
+
+
+def multimodality(table: np.ndarray, z_min: float = 1.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(multimodal ``[C]`` bool, top concept ``[C]``, score ``[C]`` = the smallest z of the top concept
+    over modalities where all modalities agree, else -inf) from a ``[M, K, C]`` table."""
+    std = table.std(axis=1, keepdims=True)
+    z = (table - table.mean(axis=1, keepdims=True)) / np.where(std > 1e-12, std, np.inf)
+    top = table.argmax(axis=1)                                    # [M, C]
+    agree = (top == top[0]).all(axis=0)
+    z_top = np.take_along_axis(z, top[:, None, :], axis=1)[:, 0, :]  # [M, C]
+    score = np.where(agree, z_top.min(axis=0), -np.inf)
+    return agree & (score >= z_min), top[0], score
