@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from mmneurons.activations import TopKActivations
+from mmneurons.results import TopKActivations
 from mmneurons.cli import main
 
 from .helpers import write_random_images

@@ -40,6 +40,13 @@ def test_readme_plugin_example_is_the_fixture_and_it_works(registry):
         (ROOT / "tests/fixtures/mmneurons_hello/pyproject.toml").read_text()
 
 
+def test_readme_examples_import_only_the_public_api():
+    for tag in ("# mmneurons_hello/__init__.py", "# captum-example"):
+        [block] = re.findall(r"```python\n" + re.escape(tag) + r"\n(.*?)```", README, flags=re.S)
+        ours = re.findall(r"^(?:from|import) (mmneurons\S*)", block, flags=re.M)
+        assert ours and set(ours) == {"mmneurons"}, (tag, ours)
+
+
 def test_readme_captum_example_runs(registry):
     blocks = re.findall(r"```python\n# captum-example\n(.*?)```", README, flags=re.S)
     assert len(blocks) == 1

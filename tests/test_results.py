@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from mmneurons.activations import TopKActivations
-from mmneurons.results import Result, load_result
+from mmneurons.results import Result, TopKActivations, load_result
 from mmneurons.units import Direction, Unit
 
 
@@ -46,6 +46,16 @@ def test_topk_round_trip(tmp_path):
     back = load_result(res.save(tmp_path / "r"))
     assert isinstance(back, TopKActivations) and back.top(0) == [("a", 1.0), ("a", 1.0)]
     assert back.skipped == [["c", "empty"]] and back.categories == [None, "x"]
+
+
+def test_results_saved_before_a_type_moved_still_load(tmp_path):
+    path = TopKActivations(model_id="m", layer="layer2", k=1, top_values=np.ones((2, 1), np.float32),
+                           top_indices=np.zeros((2, 1), np.int64), image_ids=["a"], n_images=1).save(tmp_path / "r")
+    doc = json.loads((path / "result.json").read_text())
+    assert doc["type"] == "mmneurons.results:TopKActivations"
+    doc["type"] = "mmneurons.activations:TopKActivations"  # where round 1 defined it
+    (path / "result.json").write_text(json.dumps(doc))
+    assert isinstance(load_result(path), TopKActivations)
 
 
 def test_an_interrupted_save_keeps_the_old_result(tmp_path, monkeypatch):
@@ -126,7 +136,7 @@ def test_a_nested_dataclass_is_built_only_from_known_types(tmp_path):
 
 
 def test_plugin_result_types_are_read_back_by_declaration(registry, tmp_path):
-    from mmneurons.plugins.captum_attr import UnitContributions
+    from mmneurons.results import UnitContributions
 
     saved = UnitContributions(model_id="m", layer="l", target="t", channels=np.arange(3),
                               contributions=np.ones(3), images=1).save(tmp_path / "u")

@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image
 
 from mmneurons.captum import ZeroShotTarget  # noqa: F401 - results may hold targets
-from mmneurons.plugins.captum_attr import UnitContributions
+from mmneurons.results import UnitContributions
 from mmneurons.plugins.ui.downloads import JSON_ARRAY_LIMIT, downloads_for, slug, table_csv
 from mmneurons.results import FeatureVis, ProbeResult, load_result
 
