@@ -40,7 +40,14 @@ _EXPORTS: dict[str, str] = {
     "ImageLoadError": "errors", "ModelLoadError": "errors", "LayerError": "errors", "UnitError": "errors",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "__version__", "hookimpl", "ModelProvider", "ImageSourceFactory", "Visualizer", "Attributor", "Probe",
+    "Renderer", "Progress", "no_progress", "Param", "ParamError", "get_registry", "ClipModel", "load_model", "Unit",
+    "Direction", "ImageSource", "ImageRecord", "FolderSource", "ListSource", "WordSource", "capture_layers",
+    "layer_means", "scan_top_k", "Result", "FeatureVis", "AttributionMap", "ProbeResult", "TopKActivations",
+    "UnitContributions", "load_result", "UnitForward", "ZeroShotForward", "SimilarityForward", "VisualForward",
+    "unit_selector", "layer_of", "ImageLoadError", "ModelLoadError", "LayerError", "UnitError",
+]
 
 
 def __getattr__(name: str) -> Any:

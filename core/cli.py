@@ -1,7 +1,7 @@
 """The ``mmneurons`` command line.
 
-Plugin parameters become options through :func:`param_option`, so a new plugin gets its CLI for
-free. Errors that users cause (unknown model, layer, unit, bad image folder, bad parameter) are
+The parameters of the plugin a command runs become its options (:mod:`mmneurons.options`), so a
+new plugin gets its CLI for free. Errors that users cause (unknown model, layer, unit, bad image folder, bad parameter) are
 printed as one line, without a traceback.
 """
 
@@ -11,14 +11,15 @@ import json
 import sys
 from contextlib import contextmanager
 from dataclasses import asdict
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import click
 
 from . import __version__
 from .errors import CheckpointError, ImageLoadError, LayerError, ModelLoadError, OutputError, UnitError
 from .kinds import HOOK_KINDS, Progress, plugin_params
-from .params import Param, ParamError
+from .options import PLUGIN_VALUES, PluginCommand, merge_values, pick_first_argument, pick_option
+from .params import ParamError
 from .registry import PluginError, UnknownPluginError, get_registry
 
 # Nothing above imports torch: `mmneurons --help` and `mmneurons plugins` start in a fraction of a
@@ -58,31 +59,6 @@ def tqdm_progress(desc: str) -> Iterator[Progress]:
         bar.close()
 
 
-def param_option(param: Param) -> Callable:
-    """A click option for a plugin :class:`Param` (validated again by ``resolve_params``)."""
-    flag = "--" + param.name.replace("_", "-")
-    if param.type == "bool":
-        return click.option(f"{flag}/--no-{param.name.replace('_', '-')}", param.name, default=param.default,
-                            show_default=True, help=param.help)
-    kind: Any = {"int": int, "float": float, "str": str}[param.type]
-    if param.choices is not None:
-        kind = click.Choice([str(c) for c in param.choices])
-    elif param.type in ("int", "float") and (param.min is not None or param.max is not None):
-        kind = (click.IntRange if param.type == "int" else click.FloatRange)(param.min, param.max)
-    return click.option(flag, param.name, type=kind, default=param.default, show_default=True,
-                        required=param.default is None and not param.optional, help=param.help)
-
-
-def with_params(params: Sequence[Param]) -> Callable:
-    """Decorate a command with one option per parameter."""
-    def decorate(func: Callable) -> Callable:
-        for param in reversed(list(params)):
-            func = param_option(param)(func)
-        return func
-
-    return decorate
-
-
 model_argument = click.argument("model", required=False, default=None, metavar="[MODEL]")
 device_option = click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA if available)")
 
@@ -114,10 +90,15 @@ def main() -> None:
 
 @main.command()
 @click.option("--all", "show_all", is_flag=True, help="Also list the plugin objects each plugin provides.")
+@click.option("--params", "params_of", is_flag=False, flag_value="", default=None, metavar="[NAME]",
+              help="List the parameters of every plugin object (or of those called NAME).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def plugins(show_all: bool, as_json: bool) -> None:
+def plugins(show_all: bool, params_of: str | None, as_json: bool) -> None:
     """List installed plugins with version, hooks and load errors."""
     registry = get_registry()
+    if params_of is not None:
+        echo_params(registry, params_of, as_json)
+        return
     provided: dict[str, list[dict]] = {}
     if show_all:
         for hook, kind in HOOK_KINDS.items():
@@ -140,6 +121,37 @@ def plugins(show_all: bool, as_json: bool) -> None:
             click.echo(f"    {item['kind']} {item['name']}: {item['description']}")
         for err in row["errors"]:
             click.echo(f"    ERROR: {err}")
+
+
+def echo_params(registry: Any, name: str, as_json: bool) -> None:
+    """Every plugin object's parameters (name, type, default, bounds or choices, help)."""
+    rows = []
+    for hook, kind in HOOK_KINDS.items():
+        if hook == "mmneurons_commands":
+            continue
+        for obj in registry.collect(hook):
+            if name and obj.name != name:
+                continue
+            rows.append({"kind": kind, "name": obj.name, "plugin": getattr(obj, "provided_by", ""),
+                         "params": [{"name": p.name, "type": p.type, "default": p.default, "min": p.min, "max": p.max,
+                                     "choices": list(p.choices) if p.choices is not None else None,
+                                     "optional": p.optional, "help": p.help} for p in getattr(obj, "params", ())]})
+    if name and not rows:
+        raise click.ClickException(f"no plugin object is called '{name}' (see `mmneurons plugins --all`)")
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    for row in rows:
+        click.echo(f"{row['kind'].replace('_', ' ')} {row['name']} ({row['plugin'] or '?'}):"
+                   + ("" if row["params"] else " no parameters"))
+        for p in getattr(registry.get(_hook_of(row["kind"]), row["name"]), "params", ()):
+            default = "required" if p.default is None and not p.optional else f"default {p.default!r}"
+            click.echo(f"  --{p.name.replace('_', '-'):<22} {p.type:<5} {default}; {p.allowed()}"
+                       + (f". {p.help}" if p.help else ""))
+
+
+def _hook_of(kind: str) -> str:
+    return next(hook for hook, k in HOOK_KINDS.items() if k == kind)
 
 
 @main.command()
@@ -218,7 +230,7 @@ def activations(model, layer, images, words, top_k, reduce, bottom, batch_size, 
         click.echo(f"skipped {image_id}: {why}", err=True)
 
 
-@main.command()
+@main.command(cls=PluginCommand, hook="mmneurons_visualizers", pick=pick_option("--method"), default="channel")
 @click.argument("model")
 @click.argument("targets", nargs=-1, required=True)
 @click.option("--method", default="channel", show_default=True,
@@ -226,7 +238,7 @@ def activations(model, layer, images, words, top_k, reduce, bottom, batch_size, 
 @click.option("-p", "--param", "pairs", multiple=True, help="Visualizer parameter NAME=VALUE, e.g. -p steps=512.")
 @click.option("--out", type=click.Path(), required=True, help="Folder for one result folder per image.")
 @device_option
-def visualize(model, targets, method, pairs, out, device) -> None:
+def visualize(model, targets, method, pairs, out, device, **options) -> None:
     """Render feature visualizations of TARGETS (units like layer4.0:17, or prompts for text_direction)."""
     from pathlib import Path
 
@@ -235,10 +247,10 @@ def visualize(model, targets, method, pairs, out, device) -> None:
     with user_errors():
         check_output(Path(out) / "result")  # OUT holds one result folder per image: not a file
         visualizer = get_registry().get("mmneurons_visualizers", method)
+        values = plugin_params(visualizer, merge_values(options[PLUGIN_VALUES], parse_pairs(pairs)))
         clip = _load(model, device)
         with tqdm_progress(method) as progress:
-            results = visualizer.visualize(clip, list(targets), plugin_params(visualizer, parse_pairs(pairs)),
-                                           progress)
+            results = visualizer.visualize(clip, list(targets), values, progress)
         for i, result in enumerate(results):
             safe = "".join(c if c.isalnum() or c in "._-@" else "_" for c in result.target)
             path = result.save(Path(out) / f"{i:03d}-{safe}")
@@ -248,7 +260,7 @@ def visualize(model, targets, method, pairs, out, device) -> None:
                 click.echo(f"warning: {warning}", err=True)
 
 
-@main.command()
+@main.command(cls=PluginCommand, hook="mmneurons_probes", pick=pick_first_argument)
 @click.argument("name")
 @click.argument("model")
 @click.argument("target")
@@ -260,7 +272,7 @@ def visualize(model, targets, method, pairs, out, device) -> None:
 @click.option("--out", type=click.Path(), default=None,
               help="Folder to save the result in (without it the result is printed and nothing is saved).")
 @device_option
-def probe(name, model, target, images, words, source_name, source_pairs, pairs, out, device) -> None:
+def probe(name, model, target, images, words, source_name, source_pairs, pairs, out, device, **options) -> None:
     """Run probe NAME on MODEL for TARGET (a unit like layer4.0:17, a layer, or a prompt)."""
     from .images import FolderSource, WordSource
     from .results import check_output
@@ -272,7 +284,7 @@ def probe(name, model, target, images, words, source_name, source_pairs, pairs, 
             check_output(out)  # before the run: the kind is checked again when the result is saved
         registry = get_registry()
         plugin = registry.get("mmneurons_probes", name)
-        values = plugin_params(plugin, parse_pairs(pairs))
+        values = plugin_params(plugin, merge_values(options[PLUGIN_VALUES], parse_pairs(pairs)))
         source = None
         if images:
             source = FolderSource(images)
@@ -323,7 +335,7 @@ def _labels(text: str) -> list[str]:
     return [line.strip() for line in lines if line.strip()]
 
 
-@main.command()
+@main.command(cls=PluginCommand, hook="mmneurons_attributors", pick=pick_option("--method"), default="ig")
 @click.argument("model")
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option("--target", default=None, help="A unit (layer4.0:17, layer4.0:17@3,3) or 'prompt:TEXT'.")
@@ -335,7 +347,7 @@ def _labels(text: str) -> list[str]:
 @click.option("-p", "--param", "pairs", multiple=True, help="Method parameter NAME=VALUE, e.g. -p steps=64.")
 @click.option("--out", type=click.Path(), required=True, help="Folder for one result folder per image.")
 @device_option
-def attribute(model, images, target, label, labels, templates, prompt, method, pairs, out, device) -> None:
+def attribute(model, images, target, label, labels, templates, prompt, method, pairs, out, device, **options) -> None:
     """Attribute a unit, a zero-shot class or a prompt to the pixels of IMAGES."""
     from pathlib import Path
 
@@ -355,10 +367,10 @@ def attribute(model, images, target, label, labels, templates, prompt, method, p
         else:
             goal = parse_target(target)
         attributor = get_registry().get("mmneurons_attributors", method)
+        values = plugin_params(attributor, merge_values(options[PLUGIN_VALUES], parse_pairs(pairs)))
         clip = _load(model, device)
         with tqdm_progress(method) as progress:
-            results = attributor.attribute(clip, list(images), goal, plugin_params(attributor, parse_pairs(pairs)),
-                                           progress)
+            results = attributor.attribute(clip, list(images), goal, values, progress)
         for i, result in enumerate(results):
             path = result.save(Path(out) / f"{i:03d}-{Path(result.image_id).stem}")
             delta = f", convergence delta {result.convergence_delta:.2e}" if result.convergence_delta is not None else ""

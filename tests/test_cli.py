@@ -137,6 +137,62 @@ def test_visualize_command(run, tmp_path):
     assert bad.exit_code == 1 and "did you mean 'channel'" in bad.output
 
 
+def test_visualize_takes_its_methods_parameters_as_options(run, tmp_path):
+    out = run("visualize", "demo:shapes", "layer4.0:5", "--steps", "3", "--thresholds", "2", "--out", tmp_path / "v")
+    assert out.exit_code == 0, out.output
+    from mmneurons.results import FeatureVis
+
+    res = FeatureVis.load(tmp_path / "v" / "000-layer4.0_5")
+    assert res.params["steps"] == 3 and res.thresholds == [2, 3] and res.params["lr"] == 0.02
+    out = run("visualize", "demo:shapes", "layer4.0:5", "--method", "diversity", "--k", "2", "--steps", "2",
+              "--out", tmp_path / "d")
+    assert out.exit_code == 0 and "layer4.0:5#1" in out.output, out.output
+    twice = run("visualize", "demo:shapes", "layer4.0:5", "--steps", "3", "-p", "steps=4", "--out", tmp_path / "t")
+    assert twice.exit_code == 2 and "steps given both as an option and with -p" in twice.output
+    bad = run("visualize", "demo:shapes", "layer4.0:5", "--steps", "0", "--out", tmp_path / "b")
+    assert bad.exit_code == 2 and "1<=x<=100000" in bad.output
+    unknown = run("visualize", "demo:shapes", "layer4.0:5", "--k", "2", "--out", tmp_path / "k")
+    assert unknown.exit_code == 2 and "No such option '--k': visualizer 'channel' takes --steps, --lr" in unknown.output
+
+
+@pytest.mark.parametrize("args, shown", [
+    (("visualize", "--help"), ["--steps INTEGER RANGE", "optimization steps", "[default: 512;", "1<=x<=100000]",
+                               "visualizer 'channel'"]),
+    (("visualize", "--method", "diversity", "--help"), ["--k INTEGER RANGE", "[default: 4; 2<=x<=64]"]),
+    (("probe", "modality", "--help"), ["--z-min FLOAT RANGE", "[default: 1.5; x>=0.0]", "probe 'modality'"]),
+    (("probe", "--help"), ["name one to see them here"]),
+    (("attribute", "--help"), ["--steps INTEGER RANGE", "attributor 'ig'"]),
+    (("attribute", "--method", "occlusion", "--help"), ["--window", "attributor 'occlusion'"]),
+])
+def test_help_shows_the_chosen_plugins_parameters(run, args, shown):
+    out = run(*args)
+    assert out.exit_code == 0, out.output
+    text = " ".join(out.output.split())
+    for piece in shown:
+        assert " ".join(piece.split()) in text, (piece, out.output)
+
+
+def test_probe_options_reach_the_plugin_typed(run, echo):
+    out = run("probe", "echo", "demo:shapes", "layer4.0", "--scale", "3", "--loud")
+    assert out.exit_code == 0, out.output
+    assert echo.received == [{"scale": 3, "loud": True}]
+
+
+def test_plugins_params_lists_every_parameter(run):
+    out = run("plugins", "--params", "channel")
+    assert out.exit_code == 0, out.output
+    assert "visualizer channel (lucent_vis):" in out.output and "--steps" in out.output
+    assert "default 512; an int between 1 and 100000. optimization steps" in " ".join(out.output.split())
+    rows = json.loads(run("plugins", "--params", "--json").output)
+    kinds = {row["kind"] for row in rows}
+    assert {"visualizer", "probe", "attributor", "image_source"} <= kinds
+    steps = next(p for row in rows if row["name"] == "channel" for p in row["params"] if p["name"] == "steps")
+    assert steps == {"name": "steps", "type": "int", "default": 512, "min": 1, "max": 100000, "choices": None,
+                     "optional": False, "help": "optimization steps"}
+    missing = run("plugins", "--params", "nope")
+    assert missing.exit_code == 1 and "no plugin object is called 'nope'" in missing.output
+
+
 def test_demo_samples_command(run, tmp_path):
     out = run("demo", "samples", "--out", tmp_path / "s.png", "--scale", "1")
     assert out.exit_code == 0, out.output

@@ -1,12 +1,9 @@
-"""Declarative parameters: conversion, validation and the CLI options built from them."""
+"""Declarative parameters: conversion and validation."""
 
 from __future__ import annotations
 
-import click
 import pytest
-from click.testing import CliRunner
 
-from mmneurons.cli import with_params
 from mmneurons.params import Param, ParamError, resolve_params
 
 PARAMS = (
@@ -45,20 +42,3 @@ def test_bad_values_give_one_clear_error(values, message):
 def test_required_parameter():
     with pytest.raises(ParamError, match="parameter 'path' is required"):
         resolve_params([Param("path", "str")], {})
-
-
-def test_cli_options_are_generated_from_params():
-    seen = {}
-
-    @click.command()
-    @with_params(PARAMS)
-    def cmd(**values):
-        seen.update(resolve_params(PARAMS, values))
-
-    runner = CliRunner()
-    result = runner.invoke(cmd, ["--steps", "8", "--method", "neuron", "--alpha"])
-    assert result.exit_code == 0, result.output
-    assert seen == {"steps": 8, "lr": 0.02, "method": "neuron", "alpha": True, "label": None}
-    bad = runner.invoke(cmd, ["--steps", "0"])
-    assert bad.exit_code == 2 and "--steps" in bad.output and "1<=x<=4096" in bad.output
-    assert "optimization steps" in runner.invoke(cmd, ["--help"]).output

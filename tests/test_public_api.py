@@ -29,6 +29,10 @@ def test_every_public_name_resolves_to_its_definition(name):
     assert name in dir(mmneurons)
 
 
+def test_all_is_exactly_what_loads_lazily():
+    assert set(mmneurons.__all__) - {"__version__"} == set(mmneurons._EXPORTS)
+
+
 def test_unknown_names_are_attribute_errors():
     with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
         mmneurons.nothing_here  # noqa: B018

@@ -20,13 +20,13 @@ from .helpers import write_random_images
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
-#: parameter values shrunk so the whole README runs in a minute or two (-p / -s NAME=VALUE)
+#: parameter values shrunk so the whole README runs in a minute or two (-p / -s NAME=VALUE, or --name VALUE)
 SMALL = {"steps": "8", "n_words": "300", "per_cell": "2"}
 #: options appended to commands whose full run takes minutes (click keeps the last value given, and
 #: a later -p NAME=VALUE overrides an earlier one)
 APPEND = {("demo", "train"): ["--steps", "2", "--images", "256", "--batch-size", "16", "--no-evaluate"],
           ("demo", "evaluate"): ["--per-cell", "2"],
-          ("visualize",): ["-p", "steps=8"],
+          ("visualize",): ["--steps", "8"],
           ("probe", "rendered_words"): ["-p", "n_words=300"]}
 #: what an offline machine answers to a pretrained tag: the one-line error the README promises
 OFFLINE = "not in the local cache"
@@ -49,11 +49,19 @@ def python_blocks() -> list[str]:
 
 def small(args: list[str]) -> list[str]:
     out = list(args)
+    given = set()
     for i, arg in enumerate(out[:-1]):
         if arg in ("-p", "-s", "--param", "--source-param"):
             name, _, value = out[i + 1].partition("=")
             out[i + 1] = f"{name}={SMALL.get(name, value)}"
-    return out + next((extra for prefix, extra in APPEND.items() if tuple(out[:len(prefix)]) == prefix), [])
+            given.add(name)
+        elif arg.startswith("--") and arg[2:].replace("-", "_") in SMALL:
+            out[i + 1] = SMALL[arg[2:].replace("-", "_")]
+            given.add(arg[2:].replace("-", "_"))
+    extra = next((extra for prefix, extra in APPEND.items() if tuple(out[:len(prefix)]) == prefix), [])
+    if out[0] == "visualize" and "steps" in given:
+        extra = []  # shrunk already; appending it again would give it twice
+    return out + extra
 
 
 def test_the_readme_has_the_commands_this_test_runs():
