@@ -12,7 +12,7 @@ from mmneurons.models import ClipModel
 from . import state
 from .cache import result_key
 from .panels import run_with_progress, usable
-from .plugin import enlarge, fmt
+from .format import enlarge, fmt
 from .widgets import open_unit, param_widgets, resolved
 
 #: thumbnails are quick previews: fewer steps than a full visualization

@@ -1,5 +1,5 @@
-"""The built-in app plugin: its renderers cover every built-in result kind, and `mmneurons app`
-starts Streamlit on the packaged router."""
+"""`mmneurons app` starts Streamlit on the packaged router, stops with it, and limits what an
+exposed server reads and loads."""
 
 import os
 import signal
@@ -11,37 +11,10 @@ import urllib.request
 
 import pytest
 from click.testing import CliRunner
-from PIL import Image
 
 from mmneurons.cli import main
 from mmneurons.plugins.ui import APP_SCRIPT
-from mmneurons.plugins.ui import plugin as app_plugin
-from mmneurons.plugins.ui.plugin import enlarge, fmt
-
-
-def test_every_builtin_result_kind_has_a_renderer(registry):
-    kinds = {r.result_kind for r in registry.renderers()}
-    assert {"probe", "feature_vis", "attribution_map", "unit_contributions"} <= kinds
-    assert all(r.provided_by == "app" for r in registry.renderers())
-
-
-def test_every_probe_and_visualizer_declares_what_it_takes(registry):
-    from mmneurons.kinds import PROBE_SOURCES, PROBE_TARGETS
-
-    for probe in registry.probes():
-        assert probe.targets and set(probe.targets) <= set(PROBE_TARGETS), probe
-        assert probe.source in PROBE_SOURCES, probe
-    for vis in registry.visualizers():
-        assert vis.targets and set(vis.targets) <= {"unit", "direction", "text"}, vis
-
-
-def test_small_images_are_enlarged_without_smoothing():
-    image = Image.new("RGB", (64, 64))
-    image.putpixel((0, 0), (255, 0, 0))
-    big = enlarge(image, 192)
-    assert big.size == (192, 192) and big.getpixel((2, 2)) == (255, 0, 0) and big.getpixel((3, 3)) == (0, 0, 0)
-    assert enlarge(Image.new("RGB", (300, 300)), 192).size == (300, 300)
-    assert fmt(2.71828) == "2.718" and fmt(12345) == "12,345" and fmt(float("nan")) == "n/a" and fmt(True) == "True"
+from mmneurons.plugins.ui.command import app_command
 
 
 def test_app_command_runs_streamlit_on_the_packaged_router(monkeypatch):
@@ -59,7 +32,7 @@ def test_app_command_runs_streamlit_on_the_packaged_router(monkeypatch):
     assert cmd[-2:] == ["--server.runOnSave", "true"]
     assert env["MMNEURONS_DEFAULT_MODEL"] == "openclip:RN50x4@openai"
     assert env["MMNEURONS_MAX_UPLOAD_MB"] == "20"  # the upload widget checks the same limit
-    assert app_plugin.app_command.name == "app"
+    assert app_command.name == "app"
 
 
 def _serving(port: int) -> bool:
