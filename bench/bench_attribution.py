@@ -53,14 +53,17 @@ def main() -> None:
         internal = None if args.one == "none" else int(args.one)
         print(json.dumps(one(args.model, internal, args.steps, args.device, args.repeats)))
         return
-    print(f"| model | device | IG steps | internal_batch_size | seconds / attribution | peak memory (MiB, {'GPU' if args.device != 'cpu' else 'process RSS'}) | convergence delta |")
+    memory = "GPU" if args.device != "cpu" else "process RSS"
+    print(f"| model | device | IG steps | internal_batch_size | seconds / attribution | peak memory (MiB, {memory}) "
+          f"| convergence delta |")
     print("|---|---|---|---|---|---|---|")
     for size in args.batch_sizes.split(","):
         out = subprocess.run([sys.executable, __file__, "--model", args.model, "--steps", str(args.steps),
                               "--repeats", str(args.repeats), "--device", args.device, "--one", size],
                              capture_output=True, text=True, check=True)
         row = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"| {args.model} | {args.device} | {args.steps} | {size} | {row['seconds']:.1f} | {row['peak_mib']:.0f} | "
+        print(f"| {args.model} | {args.device} | {args.steps} | {size} | {row['seconds']:.1f} "
+              f"| {row['peak_mib']:.0f} | "
               f"{row['delta']:.1e} |", flush=True)
 
 

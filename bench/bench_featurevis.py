@@ -90,11 +90,13 @@ def main() -> None:
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
           f"{platform.machine()}, device {args.device}")
-    print("| model | input | units | steps | method | seconds | units / minute | speed-up vs Lucent | mean activation reached |")
+    print("| model | input | units | steps | method | seconds | units / minute | speed-up vs Lucent "
+          "| mean activation reached |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name in args.models.split(","):
         if name == "rn50x4":
-            model, layer, steps = load_model("openclip:RN50x4@random", device=args.device), "layer4.5", args.steps_rn50x4
+            model = load_model("openclip:RN50x4@random", device=args.device)
+            layer, steps = "layer4.5", args.steps_rn50x4
         else:
             model, layer, steps = load_model("demo:shapes", device=args.device), "layer4.0", args.steps_demo
         units = [Unit(layer, c) for c in range(0, 16 * args.units, 16)[: args.units]]

@@ -187,7 +187,8 @@ class GridGradCam(LayerGradCam):
     ``log_usage`` decorator, so ``NoiseTunnel`` and ``TCAV`` can call ``attribute.__wrapped__``.
     """
 
-    def __init__(self, forward_func, layer: nn.Module, layout: GridLayout = GridLayout(), device_ids=None) -> None:
+    def __init__(self, forward_func, layer: nn.Module, layout: GridLayout = GridLayout(),  # noqa: B008 - frozen
+                 device_ids=None) -> None:
         super().__init__(forward_func, layer, device_ids)
         self.layout = layout
 

@@ -1,8 +1,8 @@
 """The ``mmneurons`` command line.
 
 The parameters of the plugin a command runs become its options (:mod:`mmneurons.options`), so a
-new plugin gets its CLI for free. Errors that users cause (unknown model, layer, unit, bad image folder, bad parameter) are
-printed as one line, without a traceback.
+new plugin gets its CLI for free. Errors that users cause (unknown model, layer, unit, bad image
+folder, bad parameter) are printed as one line, without a traceback.
 """
 
 from __future__ import annotations
@@ -373,7 +373,8 @@ def attribute(model, images, target, label, labels, templates, prompt, method, p
             results = attributor.attribute(clip, list(images), goal, values, progress)
         for i, result in enumerate(results):
             path = result.save(Path(out) / f"{i:03d}-{Path(result.image_id).stem}")
-            delta = f", convergence delta {result.convergence_delta:.2e}" if result.convergence_delta is not None else ""
+            delta = (f", convergence delta {result.convergence_delta:.2e}"
+                     if result.convergence_delta is not None else "")
             click.echo(f"{result.image_id}: {result.target} = {result.target_value:.4f}{delta} -> {path}")
 
 

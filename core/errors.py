@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-__all__ = ["ImageLoadError", "ModelLoadError", "LayerError", "UnitError", "CheckpointError", "ResultTypeError", "OutputError", "AccessError"]
+__all__ = ["ImageLoadError", "ModelLoadError", "LayerError", "UnitError", "CheckpointError", "ResultTypeError",
+           "OutputError", "AccessError"]
 
 
 class ImageLoadError(ValueError):

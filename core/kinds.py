@@ -112,7 +112,8 @@ class Attributor(PluginObject):
     kind = "attributor"
 
     @abc.abstractmethod
-    def attribute(self, model: "ClipModel", images: Any, target: Any, params: dict, progress: Progress = no_progress) -> list:
+    def attribute(self, model: "ClipModel", images: Any, target: Any, params: dict,
+                  progress: Progress = no_progress) -> list:
         """Return one ``AttributionMap`` per image."""
 
     @abc.abstractmethod

@@ -208,7 +208,8 @@ class PluginRegistry:
         self.problems = [p for p in self.problems if p.plugin != name]
 
     @staticmethod
-    def _problem(info: PluginInfo, error: str, exc: BaseException | None = None, hook: str | None = None) -> PluginProblem:
+    def _problem(info: PluginInfo, error: str, exc: BaseException | None = None,
+                 hook: str | None = None) -> PluginProblem:
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)) if exc else ""
         return PluginProblem(info.name, error, hook, info.distribution, info.version, tb)
 

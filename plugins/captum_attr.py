@@ -111,7 +111,8 @@ class CaptumAttributor(Attributor):
 
 class IntegratedGradientsAttributor(CaptumAttributor):
     name = "ig"
-    description = "Integrated Gradients: path integral of gradients from a baseline; attributions sum to f(x) - f(baseline)."
+    description = ("Integrated Gradients: path integral of gradients from a baseline; attributions sum to "
+                   "f(x) - f(baseline).")
     params = (Param("steps", "int", 50, min=2, max=2048, help="integration steps"),
               Param("baseline", "str", "black", choices=BASELINES, help="the reference image"),
               Param("internal_batch_size", "int", None, min=1, optional=True,

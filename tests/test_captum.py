@@ -115,7 +115,8 @@ def test_tcav_on_our_wrapper(tiny_resnet, tmp_path):
 def test_grid_grad_cam_equals_layer_grad_cam_on_resnet_and_works_on_vit(tiny_resnet, tiny_vit):
     forward, index = forward_for(tiny_resnet, ZeroShotTarget("moon", ("star", "moon")))
     x = _pixels(2)
-    ours = GridGradCam(forward, layer_of(tiny_resnet, "layer3"), tiny_resnet.layout("layer3")).attribute(x, target=index)
+    cam = GridGradCam(forward, layer_of(tiny_resnet, "layer3"), tiny_resnet.layout("layer3"))
+    ours = cam.attribute(x, target=index)
     theirs = LayerGradCam(forward, layer_of(tiny_resnet, "layer3")).attribute(x, target=index)
     assert torch.allclose(ours, theirs, atol=1e-7)
     name = "transformer.resblocks.0"  # the last block's patch tokens never reach the class-token output

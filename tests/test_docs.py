@@ -61,6 +61,7 @@ def test_readme_captum_example_runs(registry):
 def test_readme_main_command_starts_the_app_and_pictures_exist():
     assert re.search(r"^python3 -m pip install -q uv && uv run mmneurons app$", README, flags=re.M)
     pictures = re.findall(r"\(docs/img/(app-\w+\.png)\)", README)
-    assert {f"app-{p}.png" for p in ("neuron", "layer", "search", "attribution", "typographic", "plugins")} <= set(pictures)
+    pages = ("neuron", "layer", "search", "attribution", "typographic", "plugins")
+    assert {f"app-{p}.png" for p in pages} <= set(pictures)
     for picture in pictures:
         assert (ROOT / "docs" / "img" / picture).stat().st_size > 10_000, picture

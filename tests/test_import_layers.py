@@ -121,7 +121,8 @@ def test_the_check_fails_on_each_kind_of_breach():
         "plugin module mmneurons.plugins.image_sources imports private module mmneurons._kernels.tower"]
     across = sources["mmneurons.plugins.demo.evaluate"] + "\nfrom mmneurons.plugins.probes.modality import X\n"
     assert layer_problems({**sources, "mmneurons.plugins.demo.evaluate": across}) == [
-        "plugin module mmneurons.plugins.demo.evaluate imports another plugin's module mmneurons.plugins.probes.modality"]
+        "plugin module mmneurons.plugins.demo.evaluate imports another plugin's module "
+        "mmneurons.plugins.probes.modality"]
     cycle = sources["mmneurons.errors"] + "\ndef _g():\n    from .units import Unit\n"
     [problem] = layer_problems({**sources, "mmneurons.errors": cycle})
     assert problem.startswith("import cycle:") and "mmneurons.errors" in problem and "mmneurons.units" in problem

@@ -89,7 +89,8 @@ def test_every_readme_command_and_python_block_runs(registry, tmp_path, monkeypa
 
 
 def test_the_readme_typographic_attack_numbers_are_what_its_command_gives(registry, tmp_path, monkeypatch):
-    sentence = r'writing "moon" on photos of the other shapes makes (\d+)% of them "moon" \((\d+(?:\.\d+)?)% of the pixels changed'
+    sentence = (r'writing "moon" on photos of the other shapes makes (\d+)% of them "moon" '
+                r'\((\d+(?:\.\d+)?)% of the pixels changed')
     [claim] = re.findall(sentence.replace(" ", r"\s+"), README)
     [args] = [a for a in readme_commands() if a[:2] == ["probe", "typographic_attack"]]
     monkeypatch.chdir(tmp_path)

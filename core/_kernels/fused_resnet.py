@@ -3,9 +3,9 @@
 In a folded tower (:mod:`mmneurons._kernels.tower`) a Bottleneck is ``relu(conv1)``, ``relu(conv2)``,
 average pool, ``relu(conv3 + identity)``, and the stem three ``relu(conv)``. With the ReLU and the
 residual sum as post-ops of the convolutions (:meth:`PackedConv2d.relu_forward`) they cost no pass
-over memory of their own: about 5% of an RN50x4 bf16 step on CPU. Only for channels_last
-towers: on NCHW, oneDNN computes in a blocked layout and the residual must be reordered into it
-(the fp32 demo model ran 17% slower fused).
+over memory of their own. Only for channels_last towers: on NCHW, oneDNN computes in a blocked
+layout and the residual must be reordered into it, which made the fp32 demo model slower fused
+(docs/benchmarks.md).
 
 A block runs fused only while nothing can tell: its convolutions are packed, its BatchNorms
 folded, its ReLUs the plain ones (not swapped, as the redirected ReLU of feature visualization

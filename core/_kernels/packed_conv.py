@@ -3,8 +3,7 @@
 On CPU, ``F.conv2d`` hands oneDNN a plain weight tensor, and oneDNN reorders it into its blocked
 layout on every call, once for the forward pass and once more, transposed, for the input
 gradient. Feature visualization calls each convolution of a frozen tower thousands of times with
-one input shape, so those reorders are pure waste: about a tenth of the oneDNN time of an RN50x4
-step (docs/benchmarks.md). :class:`PackedConv2d` reorders the weight once per input shape, into
+one input shape, so those reorders are pure waste (their share of a step: docs/benchmarks.md). :class:`PackedConv2d` reorders the weight once per input shape, into
 the layouts oneDNN picks for that shape, and computes the forward pass and the input gradient
 with the same oneDNN kernels ``F.conv2d`` uses, so the results are the same numbers. A ReLU
 after the convolution, and a residual sum before that ReLU, can ride along as oneDNN post-ops
@@ -96,7 +95,8 @@ class _PackedConvReLUFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (y,) = ctx.saved_tensors
-        grad = torch.ops.aten.threshold_backward(grad.to(y.dtype).contiguous(memory_format=ctx.conv.memory_format), y, 0)
+        grad = grad.to(y.dtype).contiguous(memory_format=ctx.conv.memory_format)
+        grad = torch.ops.aten.threshold_backward(grad, y, 0)
         return _input_gradient(ctx.conv, ctx.packed, grad), grad if ctx.residual else None, None, None
 
 

@@ -3,7 +3,7 @@
 
 In eval mode a BatchNorm after a convolution is a fixed per-channel affine map, so it can be folded
 into the convolution's weights and bias: the same function (up to rounding) with one pass over
-memory fewer forward and backward, about a fifth of an RN50x4 step on CPU. The copy also carries
+memory fewer forward and backward (docs/benchmarks.md has the gain). The copy also carries
 its dtype and memory format (bf16 + channels_last), so autocast re-casts no weight on every step,
 and on CPU its convolutions keep their weights packed for oneDNN (:mod:`mmneurons._kernels.packed_conv`)
 instead of reordering them twice a step, with the ReLUs and residual sums fused into them
@@ -83,6 +83,6 @@ def fast_tower(model: "ClipModel", precision: str, keep: Iterable[str] = ()) -> 
         p.requires_grad_(False)
     if model.device.type == "cpu":
         pack_convolutions(visual, memory_format)
-        if memory_format == torch.channels_last:  # on NCHW the post-op sum costs reorders (demo, fp32: 17% slower)
+        if memory_format == torch.channels_last:  # on NCHW the post-op sum costs reorders: slower
             fuse_relus(visual)
     return model.with_visual(visual)

@@ -28,7 +28,8 @@ ATTACK_POSITIONS = ((0.2, 0.2), (0.5, 0.2), (0.8, 0.2), (0.2, 0.5), (0.8, 0.5), 
 
 def attacked_pixels(model: "ClipModel", image: Image.Image, word: str,
                     positions: Sequence[tuple[float, float]] = ATTACK_POSITIONS, *, size: float = 0.2,
-                    color: tuple | None = (0, 0, 0), box: tuple | None = (255, 255, 255)) -> tuple[torch.Tensor, torch.Tensor]:
+                    color: tuple | None = (0, 0, 0),
+                    box: tuple | None = (255, 255, 255)) -> tuple[torch.Tensor, torch.Tensor]:
     """(clean ``[3, S, S]``, attacked ``[P, 3, S, S]``) pixels: ``word`` written on the model-sized
     image at each position."""
     clean = model.pixels(image)

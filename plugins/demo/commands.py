@@ -30,7 +30,8 @@ def demo_cli() -> None:
 @click.option("--images", type=click.IntRange(256), default=48_000, show_default=True)
 @click.option("--batch-size", type=click.IntRange(2), default=128, show_default=True)
 @click.option("--work", type=click.Path(), default=None, help="Cache for rendered images and resumable state.")
-@click.option("--evaluate/--no-evaluate", default=True, show_default=True, help="Evaluate and store it in the manifest.")
+@click.option("--evaluate/--no-evaluate", default=True, show_default=True,
+              help="Evaluate and store it in the manifest.")
 def train_command(out, seed, steps, images, batch_size, work, evaluate) -> None:
     """Train the demo CLIP reproducibly (about 10 minutes on 2 CPU cores); resumes if interrupted."""
     from mmneurons.cli import tqdm_progress

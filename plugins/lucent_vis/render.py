@@ -141,7 +141,7 @@ def render(model: ClipModel, spec: RenderSpec, *, tower: ClipModel | None = None
                         redirecting = any(
                             not job.minimize and float(job.read(acts[job.layer][i:i + 1].float())[0]) == 0
                             for i, job in enumerate(jobs))
-                loss = objective(lambda name: acts[name].float())
+                loss = objective(lambda name: acts[name].float())  # noqa: B023 - called right here
                 if spec.image_penalty:
                     loss = loss + spec.image_penalty * ((colors - 0.5) ** 2).mean()
                 if alpha is not None:

@@ -123,7 +123,8 @@ class NeuronLabelProbe(Probe):
             summary.update({"unit": str(unit), "label": rows[0]["label"], "confidence": rows[0]["confidence"],
                             "score": rows[0]["score"]})
         return ProbeResult(probe=self.name, model_id=model.model_id, target=text, tables={"labels": rows},
-                           arrays={"top_concepts": top, "top_scores": np.take_along_axis(scores[list(channels)], top, 1)},
+                           arrays={"top_concepts": top,
+                                   "top_scores": np.take_along_axis(scores[list(channels)], top, 1)},
                            summary=summary, params=values, warnings=warnings)
 
     @staticmethod

@@ -51,9 +51,9 @@ class TypographicAttackProbe(Probe):
                    "success_rate": out.success_rate(), "success_rate_all_images": float(success.mean()),
                    "already_the_word": int(out.already_the_word.sum()),
                    "pixels_changed": float(out.pixels_changed.mean()), "layer": layer, "skipped": len(out.skipped)}
+        units = [{"unit": f"{layer}:{int(c)}", "increase": float(drive[c])} for c in order]
         return ProbeResult(probe=self.name, model_id=model.model_id, target=word, summary=summary,
-                           tables={"images": per_image,
-                                   "units": [{"unit": f"{layer}:{int(c)}", "increase": float(drive[c])} for c in order]},
+                           tables={"images": per_image, "units": units},
                            arrays={"attacked_predictions": out.attacked, "clean_predictions": out.clean,
                                    "unit_drive": drive},
                            images=out.examples, captions=out.captions, params=values,

@@ -28,7 +28,8 @@ def who(obj: Any) -> str:
         info = next((i for i in state.registry().plugins() if i.name == plugin), None)
         if info is not None and info.distribution:
             dist = f", {info.distribution} {info.version}"
-    return f"{getattr(obj, 'kind', 'plugin')} '{getattr(obj, 'name', obj)}'" + (f" (plugin '{plugin}'{dist})" if plugin else "")
+    origin = f" (plugin '{plugin}'{dist})" if plugin else ""
+    return f"{getattr(obj, 'kind', 'plugin')} '{getattr(obj, 'name', obj)}'{origin}"
 
 
 def show_error(obj: Any, exc: BaseException, what: str = "failed") -> None:

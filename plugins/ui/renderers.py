@@ -62,7 +62,8 @@ class FeatureVisRenderer(Renderer):
                    f"noise {fmt(result.activation_noise)}")
         if len(result.snapshots) > 1:
             with st.expander("snapshots"):
-                image_grid(st, result.snapshots, [f"step {t}" for t in result.thresholds], columns=len(result.snapshots))
+                image_grid(st, result.snapshots, [f"step {t}" for t in result.thresholds],
+                           columns=len(result.snapshots))
 
 
 class AttributionMapRenderer(Renderer):

@@ -19,7 +19,8 @@ def test_direction_is_the_normalized_gradient_the_probe_ranks_by(registry, tiny_
 
 
 def test_neutral_images_and_bad_input(tiny_resnet):
-    assert float(neutral_image(tiny_resnet, "white").min()) == 1.0 and neutral_image(tiny_resnet).shape == (1, 3, 64, 64)
+    assert float(neutral_image(tiny_resnet, "white").min()) == 1.0
+    assert neutral_image(tiny_resnet).shape == (1, 3, 64, 64)
     with pytest.raises(ValueError, match="allowed: gray, black, white"):
         neutral_image(tiny_resnet, "pink")
     with pytest.raises(ValueError, match="the prompt is empty"):

@@ -54,7 +54,8 @@ def _run(model, x, layers=LAYERS):
 
 
 def _cosine(a, b):
-    return float(torch.nn.functional.cosine_similarity(a.detach().flatten().float(), b.detach().flatten().float(), dim=0))
+    a, b = a.detach().flatten().float(), b.detach().flatten().float()
+    return float(torch.nn.functional.cosine_similarity(a, b, dim=0))
 
 
 def test_fused_tower_computes_the_same_activations_and_input_gradients(bn_resnet, monkeypatch, fused_calls):

@@ -62,7 +62,8 @@ def test_every_convolution_of_a_cpu_tower_is_packed_and_the_shared_model_keeps_p
     assert not any(isinstance(m, PackedConv2d) for m in bn_resnet.visual.modules())
     x = torch.rand(2, 3, bn_resnet.image_size, bn_resnet.image_size)
     capture_layers(tower, x, ["layer4"])
-    assert all(m._packed and None not in m._packed.values() for m in tower.visual.modules() if isinstance(m, PackedConv2d))
+    packed = [m for m in tower.visual.modules() if isinstance(m, PackedConv2d)]
+    assert all(m._packed and None not in m._packed.values() for m in packed)
 
 
 def test_pairs_named_in_keep_stay_unfolded_so_their_hooks_see_their_own_output(bn_resnet):

@@ -76,7 +76,7 @@ if target_kind == "class":
         st.markdown("#### Units")
     for tab, probe in zip(st.tabs([p.name for p in probes]) if probes else [], probes):
         with tab:
+            one_image = ListSource([image], ids=[image_id])
             panels.plugin_panel(probe, model, target_text,
-                                lambda params, progress, p=probe: p.run(model, goal, ListSource([image], ids=[image_id]),
-                                                                         params, progress),
+                                lambda params, progress, p=probe, s=one_image: p.run(model, goal, s, params, progress),
                                 key=f"attr.probe.{probe.name}", source_key=image_key)

@@ -33,7 +33,8 @@ rows = merge_unit_rows(results, [f"{layer}:{c}" for c in range(channels)])
 columns = sortable_columns(rows)
 left, middle, right = st.columns([2, 1, 2])
 # keyed by the columns on offer, so the first real column becomes the default once an analysis ran
-numeric = [c for c in columns if any(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool) for r in rows)]
+numeric = [c for c in columns
+           if any(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool) for r in rows)]
 order_by = left.selectbox("Sort by", ["unit"] + columns, index=1 + columns.index(numeric[0]) if numeric else 0,
                           key="layer.sort." + ",".join(columns),
                           help="columns come from the analyses above")

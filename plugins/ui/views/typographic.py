@@ -57,7 +57,8 @@ for col, im, p, title in zip(cols, (image, attacked), probs, ("before", "after")
                      width="stretch")
 rows = [{"class": label, "before": float(probs[0][i]), "after": float(probs[1][i])} for i, label in enumerate(labels)]
 left, right = st.columns(2)
-left.download_button("PNG: attacked image", lambda: image_to_png_bytes(attacked), file_name=f"{slug(text)}-attacked.png",
+left.download_button("PNG: attacked image", lambda: image_to_png_bytes(attacked),
+                     file_name=f"{slug(text)}-attacked.png",
                      mime="image/png", on_click="ignore", key="typo.download.png", width="stretch")
 right.download_button("CSV: predictions", lambda: table_csv(rows), file_name=f"{slug(text)}-predictions.csv",
                       mime="text/csv", on_click="ignore", key="typo.download.csv", width="stretch")

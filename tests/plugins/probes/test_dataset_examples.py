@@ -90,4 +90,5 @@ def test_the_skipped_note_names_the_first_few_and_counts_the_rest():
     assert skipped_note([]) is None
     assert skipped_note(skipped[:1]) == "1 image skipped: img0.png (corrupt or truncated)"
     note = skipped_note(skipped, first=3)
-    assert note.startswith("8 images skipped: img0.png (corrupt or truncated), img1.png") and note.endswith("and 5 more")
+    assert note.startswith("8 images skipped: img0.png (corrupt or truncated), img1.png")
+    assert note.endswith("and 5 more")

@@ -4,11 +4,12 @@ from mmneurons.plugins.ui.cache import ResultCache, result_key
 
 
 def test_keys_identify_model_plugin_target_params_and_source():
-    base = result_key("demo:shapes", "probe", "modality", "layer4.0:1", {"top": 5, "z_min": 1.5}, "demo_shapes:{}")
-    assert base == result_key("demo:shapes", "probe", "modality", "layer4.0:1", {"z_min": 1.5, "top": 5}, "demo_shapes:{}")
-    for other in (result_key("demo:x", "probe", "modality", "layer4.0:1", {"top": 5, "z_min": 1.5}, "demo_shapes:{}"),
-                  result_key("demo:shapes", "probe", "modality", "layer4.0:2", {"top": 5, "z_min": 1.5}, "demo_shapes:{}"),
-                  result_key("demo:shapes", "probe", "modality", "layer4.0:1", {"top": 6, "z_min": 1.5}, "demo_shapes:{}"),
+    source = "demo_shapes:{}"
+    base = result_key("demo:shapes", "probe", "modality", "layer4.0:1", {"top": 5, "z_min": 1.5}, source)
+    assert base == result_key("demo:shapes", "probe", "modality", "layer4.0:1", {"z_min": 1.5, "top": 5}, source)
+    for other in (result_key("demo:x", "probe", "modality", "layer4.0:1", {"top": 5, "z_min": 1.5}, source),
+                  result_key("demo:shapes", "probe", "modality", "layer4.0:2", {"top": 5, "z_min": 1.5}, source),
+                  result_key("demo:shapes", "probe", "modality", "layer4.0:1", {"top": 6, "z_min": 1.5}, source),
                   result_key("demo:shapes", "probe", "modality", "layer4.0:1", {"top": 5, "z_min": 1.5}, "folder:{}"),
                   result_key("demo:shapes", "visualizer", "modality", "layer4.0:1", {"top": 5, "z_min": 1.5},
                              "demo_shapes:{}")):
