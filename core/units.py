@@ -119,6 +119,12 @@ def parse_unit_or_layer(text: "str | Unit") -> "Unit | str":
     return Unit.parse(text) if ":" in text else text
 
 
+def unit_and_layer(target: "Unit | str") -> "tuple[Unit | None, str]":
+    """(the unit or None, its layer) of a parsed unit-or-layer target (what a probe's ``compute``
+    receives for targets ``("unit", "layer")``)."""
+    return (target, target.layer) if isinstance(target, Unit) else (None, str(target))
+
+
 def parse_units(texts: Sequence["str | Unit"]) -> list[Unit]:
     """Parse several units; the error names the one that failed."""
     return [Unit.parse(t) for t in texts]

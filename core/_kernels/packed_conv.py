@@ -3,8 +3,9 @@
 On CPU, ``F.conv2d`` hands oneDNN a plain weight tensor, and oneDNN reorders it into its blocked
 layout on every call, once for the forward pass and once more, transposed, for the input
 gradient. Feature visualization calls each convolution of a frozen tower thousands of times with
-one input shape, so those reorders are pure waste (their share of a step: docs/benchmarks.md). :class:`PackedConv2d` reorders the weight once per input shape, into
-the layouts oneDNN picks for that shape, and computes the forward pass and the input gradient
+one input shape, so those reorders are pure waste (their share of a step: docs/benchmarks.md).
+:class:`PackedConv2d` reorders the weight once per input shape, into the layouts oneDNN picks for
+that shape, and computes the forward pass and the input gradient
 with the same oneDNN kernels ``F.conv2d`` uses, so the results are the same numbers. A ReLU
 after the convolution, and a residual sum before that ReLU, can ride along as oneDNN post-ops
 (:meth:`PackedConv2d.relu_forward`).

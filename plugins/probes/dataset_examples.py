@@ -16,7 +16,7 @@ from mmneurons.models import ClipModel
 from mmneurons.overlay import heatmap_overlay
 from mmneurons.params import Param
 from mmneurons.results import ProbeResult
-from mmneurons.units import Unit
+from mmneurons.units import Unit, unit_and_layer
 
 
 class DatasetExamplesProbe(Probe):
@@ -30,8 +30,7 @@ class DatasetExamplesProbe(Probe):
 
     def compute(self, model: ClipModel, target: Any, source: Any, values: dict,
                 progress: Progress = no_progress) -> ProbeResult:
-        unit = target if isinstance(target, Unit) else None
-        layer = unit.layer if unit else target
+        unit, layer = unit_and_layer(target)
         text = str(target)
         scan = scan_top_k(model, source, layer, values["k"], reduce=values["reduce"], bottom=True,
                           batch_size=values["batch_size"], num_workers=values["workers"], progress=progress)

@@ -15,7 +15,7 @@ from mmneurons.kinds import Probe, Progress, no_progress
 from mmneurons.models import ClipModel
 from mmneurons.params import Param
 from mmneurons.results import ProbeResult
-from mmneurons.units import Unit
+from mmneurons.units import unit_and_layer
 
 
 class ModalityProbe(Probe):
@@ -29,8 +29,7 @@ class ModalityProbe(Probe):
 
     def compute(self, model: ClipModel, target: Any, source: Any, values: dict,
                 progress: Progress = no_progress) -> ProbeResult:
-        unit = target if isinstance(target, Unit) else None
-        layer = unit.layer if unit else target
+        unit, layer = unit_and_layer(target)
         info = model.layer_info(layer)
         records = [source.record(i) for i in range(len(source))]
         modalities = [modality_of(r) for r in records]

@@ -23,7 +23,7 @@ from mmneurons.kinds import Probe, Progress, no_progress
 from mmneurons.models import ClipModel
 from mmneurons.params import Param
 from mmneurons.results import ProbeResult
-from mmneurons.units import Unit
+from mmneurons.units import unit_and_layer
 
 from .rendered_words import default_words
 
@@ -92,8 +92,7 @@ class NeuronLabelProbe(Probe):
             if len(concepts) < 2:
                 raise ValueError(f"neuron_label: the model's tokenizer knows {len(concepts)} of the "
                                  f"{values['n_words']} default words; give -p concepts=...")
-        unit = target if isinstance(target, Unit) else None
-        layer = unit.layer if unit else target
+        unit, layer = unit_and_layer(target)
         text = str(target)
         if "{}" not in values["template"]:
             raise ValueError("neuron_label: the template must contain '{}'")

@@ -14,7 +14,7 @@ from mmneurons.kinds import Probe, Progress, no_progress
 from mmneurons.models import ClipModel
 from mmneurons.params import Param
 from mmneurons.results import ProbeResult
-from mmneurons.units import Unit
+from mmneurons.units import unit_and_layer
 
 
 def default_words(n: int) -> list[str]:
@@ -37,8 +37,7 @@ class RenderedWordsProbe(Probe):
 
     def compute(self, model: ClipModel, target: Any, source: Any, values: dict,
                 progress: Progress = no_progress) -> ProbeResult:
-        unit = target if isinstance(target, Unit) else None
-        layer = unit.layer if unit else target
+        unit, layer = unit_and_layer(target)
         text = str(target)
         if source is None:
             source = WordSource(default_words(values["n_words"]), size=values["size"] or model.image_size)
