@@ -42,3 +42,9 @@ def test_bad_values_give_one_clear_error(values, message):
 def test_required_parameter():
     with pytest.raises(ParamError, match="parameter 'path' is required"):
         resolve_params([Param("path", "str")], {})
+
+
+def test_default_from_names_a_known_source():
+    assert Param("labels", "str", default_from="categories").default_from == "categories"
+    with pytest.raises(ValueError, match="default_from must be one of"):
+        Param("labels", "str", default_from="the weather")
