@@ -95,10 +95,9 @@ class SimilarityForward(nn.Module):
         self.prompt = prompt
         with torch.no_grad():
             self.register_buffer("text", model.encode_text([prompt])[0].detach())
-        self.scale = float(model.logit_scale)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.scale * F.normalize(self.clip.forward_visual(pixels), dim=-1) @ self.text
+        return self.clip.logits(self.clip.forward_visual(pixels), self.text)
 
 
 @dataclass(frozen=True)

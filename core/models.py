@@ -343,10 +343,15 @@ class ClipModel:
                 rows.append(nn.functional.normalize(emb.mean(0), dim=-1))
         return torch.stack(rows, dim=1)
 
+    def logits(self, image_embeddings: torch.Tensor, text_embeddings: torch.Tensor) -> torch.Tensor:
+        """CLIP's logits: scaled cosine similarities of image embeddings (as :meth:`forward_visual`
+        gives them) with unit-norm text embeddings ``[D]`` or ``[D, C]``."""
+        return self.logit_scale * nn.functional.normalize(image_embeddings, dim=-1) @ text_embeddings
+
     def zero_shot_logits(self, pixels: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
-        """``[B, C]`` CLIP logits (scaled cosine similarities) of ``pixels`` against a classifier from
-        :meth:`zero_shot_classifier`; gradients flow when the caller has them enabled."""
-        return self.logit_scale * self.encode_image(pixels) @ classifier
+        """``[B, C]`` logits of ``pixels`` against a classifier from :meth:`zero_shot_classifier`;
+        gradients flow when the caller has them enabled."""
+        return self.logits(self.forward_visual(pixels), classifier)
 
     def render_tower(self, precision: str = "fp32", keep: "Sequence[str] | set[str]" = ()) -> "ClipModel":
         """A private copy of this model for optimizing inputs (feature visualization): a ResNet

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..activations import layer_gradient
 from ..units import Direction
@@ -33,9 +32,7 @@ def prompt_gradient(model: "ClipModel", prompt: str, layer: str, neutral: str = 
         raise ValueError("the prompt is empty")
     with torch.no_grad():
         text = model.encode_text([prompt])[0]
-    scale = float(model.logit_scale)
-    grad = layer_gradient(model, neutral_image(model, neutral), layer,
-                          lambda emb: scale * F.normalize(emb, dim=-1) @ text)
+    grad = layer_gradient(model, neutral_image(model, neutral), layer, lambda emb: model.logits(emb, text))
     # d logit / d (spatial mean of a channel) = the sum over positions of d logit / d position
     return grad.sum(dim=(2, 3))[0].detach().float().cpu().numpy()
 

@@ -32,7 +32,7 @@ def thumbnail_controls(model: ClipModel, units: list[str], key: str) -> dict[str
     visualizer = visualizers[names.index(name)]
     with cols[1].expander(f"{name} settings for thumbnails"):
         values = param_widgets(visualizer.params, f"{key}.vis.{name}", defaults={"steps": THUMBNAIL_STEPS})
-    params = resolved(visualizer.params, values, owner=f"visualizer '{name}'")
+    params = resolved(visualizer, values)
     if params is None:
         return {}
     cache = state.results()

@@ -183,7 +183,7 @@ def plugin_panel(obj: Any, model: ClipModel, target: Any, run: Callable[[dict, P
         st.caption(obj.description)
     with st.expander("parameters"):
         values = param_widgets(obj.params, key, defaults=defaults)
-    params = resolved(obj.params, values, owner=f"{obj.kind} '{obj.name}'")
+    params = resolved(obj, values)
     if params is None:
         return None
     cache_key = result_key(model.model_id, obj.kind, obj.name, target, params, source_key)

@@ -13,7 +13,8 @@ import streamlit as st
 from mmneurons.access import allowed_models
 from mmneurons.images import ImageLoadError, decode_image
 from mmneurons.models import ClipModel, default_model_id
-from mmneurons.params import Param, ParamError, resolve_params
+from mmneurons.kinds import plugin_params
+from mmneurons.params import Param, ParamError
 
 from . import state
 
@@ -97,10 +98,10 @@ def _float_step(default: Any) -> float:
     return float(10 ** math.floor(math.log10(abs(float(default)))))
 
 
-def resolved(params: Sequence[Param], values: dict, owner: str) -> dict | None:
-    """``values`` checked against ``params``; None after showing the error."""
+def resolved(plugin: Any, values: dict) -> dict | None:
+    """``values`` checked against the plugin's ``params``; None after showing the error."""
     try:
-        return resolve_params(params, values, owner=owner)
+        return plugin_params(plugin, values)
     except ParamError as exc:
         st.error(str(exc))
         return None
@@ -190,7 +191,7 @@ def source_picker(key: str = "w.source", container: Any = None) -> tuple[Any, st
     with box.expander(f"{name} settings"):
         values = param_widgets(factory.params, f"{key}.{name}")
     try:
-        params = resolve_params(factory.params, values, owner=f"image source '{name}'")
+        params = plugin_params(factory, values)
         source = _make_source(name, json.dumps(params, sort_keys=True))
     except Exception as exc:  # noqa: BLE001 - bad folder, bad parameter: say so, keep the page
         box.error(f"image source '{name}' (plugin '{getattr(factory, 'provided_by', '?')}'): {exc}")
