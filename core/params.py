@@ -33,6 +33,7 @@ class Param:
         optional: ``None`` is an allowed value.
         default_from: where a front end may take a default it cannot know in advance:
             ``"categories"``, the image source's categories, comma-separated (e.g. class labels).
+        extra: free-form metadata for a plugin's own renderer or pages; the core ignores it.
     """
 
     name: str
