@@ -124,9 +124,11 @@ def reduce_spatial(acts: torch.Tensor, reduce: str) -> torch.Tensor:
     raise ValueError(f"reduce must be 'mean' or 'max', got {reduce!r}")
 
 
-def _save_scan_state(path, identity: dict, topk: "StreamingTopK", skipped: list, loaded: int, done: int) -> None:
+def _save_scan_state(path, identity: dict, topks: "dict[str, StreamingTopK]", skipped: list, loaded: int,
+                     done: int) -> None:
     tmp = f"{path}.tmp"
-    torch.save({"identity": identity, "topk": topk.__dict__, "skipped": skipped, "loaded": loaded, "done": done}, tmp)
+    torch.save({"identity": identity, "topk": {name: t.__dict__ for name, t in topks.items()}, "skipped": skipped,
+                "loaded": loaded, "done": done}, tmp)
     os.replace(tmp, path)
 
 
@@ -143,9 +145,14 @@ def _load_scan_state(path, identity: dict) -> dict | None:
         raise CheckpointError(f"{path} is not a scan checkpoint of mmneurons; move it away, or scan with --no-resume")
     if state.get("identity") != identity:
         return None
-    topk = StreamingTopK.__new__(StreamingTopK)
-    topk.__dict__.update(state["topk"])
-    return {**state, "topk": topk}
+    topks = {}
+    for name, fields in state["topk"].items():
+        if not isinstance(fields, dict):
+            raise CheckpointError(f"{path} is not a scan checkpoint of mmneurons; move it away, or scan with "
+                                  f"--no-resume")
+        topks[name] = StreamingTopK.__new__(StreamingTopK)
+        topks[name].__dict__.update(fields)
+    return {**state, "topk": topks}
 
 
 @dataclass
@@ -239,40 +246,62 @@ def scan_top_k(
 
     Unreadable images are skipped and listed in ``skipped``; a source where nothing loads is an
     error. ``k`` larger than the number of images keeps them all (with a warning in the result).
-    With ``checkpoint`` (a file path) the running state is saved every ``checkpoint_every``
-    batches, atomically; a later call with the same file, model, layer, source and settings
-    resumes where the interrupted one stopped, and the file is removed once the scan completes.
+    With ``checkpoint``, the scan saves its state there every ``checkpoint_every`` batches and a
+    later call with the same arguments resumes from it; the file is removed when the scan ends.
     """
+    return scan_layers_top_k(model, source, [layer], k, reduce=reduce, bottom=bottom, batch_size=batch_size,
+                             num_workers=num_workers, progress=progress, checkpoint=checkpoint,
+                             checkpoint_every=checkpoint_every)[layer]
+
+
+def scan_layers_top_k(
+    model: "ClipModel",
+    source: "ImageSource",
+    layers: Sequence[str],
+    k: int = 16,
+    *,
+    reduce: str = "mean",
+    bottom: bool = False,
+    batch_size: int = 32,
+    num_workers: int | None = None,
+    progress: Progress = no_progress,
+    checkpoint: "str | os.PathLike | None" = None,
+    checkpoint_every: int = 20,
+) -> dict[str, TopKActivations]:
+    """:func:`scan_top_k` for several layers in one streaming pass (the forward stops after the
+    deepest of them): ``{layer: TopKActivations}``."""
     from .images import iterate_batches
 
     if reduce not in ("mean", "max"):
         raise ValueError(f"reduce must be 'mean' or 'max', got {reduce!r}")
-    channels = model.layer_info(layer).channels
-    topk = StreamingTopK(channels, k, bottom=bottom)
+    layers = list(dict.fromkeys(layers))
+    topks = {layer: StreamingTopK(model.layer_info(layer).channels, k, bottom=bottom) for layer in layers}
     skipped: list[list[str]] = []
     loaded = 0
     total = len(source)
     done = 0
-    identity = {"model": model.model_id, "layer": layer, "reduce": reduce, "k": k, "bottom": bottom,
+    identity = {"model": model.model_id, "layers": layers, "reduce": reduce, "k": k, "bottom": bottom,
                 "images": total, "first": source.record(0).id if total else "",
                 "last": source.record(total - 1).id if total else ""}
     state = _load_scan_state(checkpoint, identity)
     if state is not None:
-        topk, skipped, loaded, done = state["topk"], state["skipped"], state["loaded"], state["done"]
-    progress(done, total, f"scanning {layer}")
+        topks, skipped, loaded, done = state["topk"], state["skipped"], state["loaded"], state["done"]
+    what = f"scanning {', '.join(layers)}"
+    progress(done, total, what)
     with torch.inference_mode(), model.lock:
         batches = iterate_batches(source, model.image_size, batch_size=batch_size, num_workers=num_workers,
                                   start=done)
         for n, batch in enumerate(batches, start=1):
             skipped += [[source.record(i).id, why] for i, why in batch.skipped]
             if len(batch.indices):
-                acts = capture_layers(model, batch.pixels, [layer])[layer]
-                topk.update(reduce_spatial(acts, reduce), batch.indices)
+                acts = capture_layers(model, batch.pixels, layers)
+                for layer in layers:
+                    topks[layer].update(reduce_spatial(acts[layer], reduce), batch.indices)
                 loaded += len(batch.indices)
             done += len(batch.indices) + len(batch.skipped)
             if checkpoint is not None and n % checkpoint_every == 0:
-                _save_scan_state(checkpoint, identity, topk, skipped, loaded, done)
-            progress(done, total, f"scanning {layer}")
+                _save_scan_state(checkpoint, identity, topks, skipped, loaded, done)
+            progress(done, total, what)
     if checkpoint is not None and os.path.exists(checkpoint):
         os.remove(checkpoint)
     if not loaded:
@@ -286,8 +315,8 @@ def scan_top_k(
         warnings.append(f"resumed from {checkpoint} at image {state['done']} of {total}")
     if k > loaded:
         warnings.append(f"k={k} is larger than the {loaded} images that loaded; each channel keeps all of them")
-    return TopKActivations(
-        warnings=warnings,
+    return {layer: TopKActivations(
+        warnings=list(warnings),
         model_id=model.model_id,
         layer=layer,
         reduce=reduce,
@@ -300,4 +329,4 @@ def scan_top_k(
         categories=[r.category for r in records],
         n_images=loaded,
         skipped=skipped,
-    )
+    ) for layer, topk in topks.items()}

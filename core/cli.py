@@ -8,65 +8,22 @@ folder, bad parameter) are printed as one line, without a traceback.
 from __future__ import annotations
 
 import json
-import sys
-from contextlib import contextmanager
 from dataclasses import asdict
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import click
 
 from . import __version__
-from .errors import CheckpointError, ImageLoadError, LayerError, ModelLoadError, OutputError, UnitError
-from .kinds import HOOK_KINDS, Progress, plugin_params
+from .atlas.commands import atlas
+from .cli_support import (USER_ERRORS, device_option, image_source, load_model_option, model_argument,  # noqa: F401
+                          parse_pairs, tqdm_progress, user_errors)
+from .kinds import HOOK_KINDS, plugin_params
 from .options import PLUGIN_VALUES, PluginCommand, merge_values, pick_first_argument, pick_option
-from .params import ParamError
-from .registry import PluginError, UnknownPluginError, get_registry
+from .registry import get_registry
 
 # Nothing above imports torch: `mmneurons --help` and `mmneurons plugins` start in a fraction of a
-# second. Commands import the model code when they run.
-
-# ValueError covers the rest of what users type wrong (an empty label list, a label not among the
-# labels, an image of the wrong size); ours all say what is allowed.
-USER_ERRORS = (ModelLoadError, LayerError, UnitError, ImageLoadError, CheckpointError, OutputError, ParamError,
-               PluginError, FileNotFoundError, UnknownPluginError, ValueError)
-
-
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn the errors a user can fix into a one-line ``Error: ...`` and exit status 1."""
-    try:
-        yield
-    except USER_ERRORS as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-@contextmanager
-def tqdm_progress(desc: str) -> Iterator[Progress]:
-    """A progress callback drawing a tqdm bar on stderr."""
-    from tqdm import tqdm
-
-    bar = tqdm(desc=desc, file=sys.stderr, disable=None)
-
-    def update(done: int, total: int, message: str = "") -> None:
-        if bar.total != total:
-            bar.total = total
-        bar.n = done
-        bar.refresh()
-
-    try:
-        yield update
-    finally:
-        bar.close()
-
-
-model_argument = click.argument("model", required=False, default=None, metavar="[MODEL]")
-device_option = click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA if available)")
-
-
-def _load(model: str | None, device: str | None):
-    from .models import default_model_id, load_model
-
-    return load_model(model or default_model_id(), device=device)
+# second. Commands import the model code when they run. (USER_ERRORS, parse_pairs and tqdm_progress
+# stay importable from here for plugins' commands.)
 
 
 class PluginGroup(click.Group):
@@ -180,7 +137,7 @@ def models(as_json: bool) -> None:
 def layers(model: str | None, device: str | None, as_json: bool) -> None:
     """List the hookable layers of MODEL's visual tower and their (C, H, W) shapes."""
     with user_errors():
-        clip = _load(model, device)
+        clip = load_model_option(model, device)
         rows = clip.layers()
     if as_json:
         click.echo(json.dumps([{"name": r.name, "shape": list(r.shape)} for r in rows], indent=2))
@@ -216,7 +173,7 @@ def activations(model, layer, images, words, top_k, reduce, bottom, batch_size, 
     with user_errors():
         check_output(out, "topk_activations")  # before the scan, not after it
         source = FolderSource(images) if images else WordSource.from_file(words)
-        clip = _load(model, device)
+        clip = load_model_option(model, device)
         clip.layer_info(layer)
         with tqdm_progress(f"{layer}") as progress:
             result = scan_top_k(clip, source, layer, top_k, reduce=reduce, bottom=bottom,
@@ -248,7 +205,7 @@ def visualize(model, targets, method, pairs, out, device, **options) -> None:
         check_output(Path(out) / "result")  # OUT holds one result folder per image: not a file
         visualizer = get_registry().get("mmneurons_visualizers", method)
         values = plugin_params(visualizer, merge_values(options[PLUGIN_VALUES], parse_pairs(pairs)))
-        clip = _load(model, device)
+        clip = load_model_option(model, device)
         with tqdm_progress(method) as progress:
             results = visualizer.visualize(clip, list(targets), values, progress)
         for i, result in enumerate(results):
@@ -274,26 +231,16 @@ def visualize(model, targets, method, pairs, out, device, **options) -> None:
 @device_option
 def probe(name, model, target, images, words, source_name, source_pairs, pairs, out, device, **options) -> None:
     """Run probe NAME on MODEL for TARGET (a unit like layer4.0:17, a layer, or a prompt)."""
-    from .images import FolderSource, WordSource
     from .results import check_output
 
-    if sum(x is not None for x in (images, words, source_name)) > 1:
-        raise click.UsageError("give at most one of --images, --words or --source")
     with user_errors():
         if out:
             check_output(out)  # before the run: the kind is checked again when the result is saved
         registry = get_registry()
         plugin = registry.get("mmneurons_probes", name)
         values = plugin_params(plugin, merge_values(options[PLUGIN_VALUES], parse_pairs(pairs)))
-        source = None
-        if images:
-            source = FolderSource(images)
-        elif words:
-            source = WordSource.from_file(words)
-        elif source_name:
-            factory = registry.get("mmneurons_image_sources", source_name)
-            source = factory.create(**plugin_params(factory, parse_pairs(source_pairs)))
-        clip = _load(model, device)
+        source = image_source(registry, images, words, source_name, source_pairs)
+        clip = load_model_option(model, device)
         with tqdm_progress(name) as progress:
             result = plugin.run(clip, target, source, values, progress)
         path = result.save(out) if out else None
@@ -314,17 +261,6 @@ def echo_result(result: Any, rows: int = 10) -> None:
             click.echo("  " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
-
-
-def parse_pairs(pairs: Sequence[str]) -> dict[str, str]:
-    """``("steps=64", "baseline=gray")`` -> ``{"steps": "64", "baseline": "gray"}`` (validated later by Params)."""
-    out = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name.strip():
-            raise click.BadParameter(f"{pair!r}: write NAME=VALUE", param_hint="-p/--param")
-        out[name.strip().replace("-", "_")] = value
-    return out
 
 
 def _labels(text: str) -> list[str]:
@@ -368,7 +304,7 @@ def attribute(model, images, target, label, labels, templates, prompt, method, p
             goal = parse_target(target)
         attributor = get_registry().get("mmneurons_attributors", method)
         values = plugin_params(attributor, merge_values(options[PLUGIN_VALUES], parse_pairs(pairs)))
-        clip = _load(model, device)
+        clip = load_model_option(model, device)
         with tqdm_progress(method) as progress:
             results = attributor.attribute(clip, list(images), goal, values, progress)
         for i, result in enumerate(results):
@@ -380,3 +316,6 @@ def attribute(model, images, target, label, labels, templates, prompt, method, p
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+main.add_command(atlas)

@@ -142,6 +142,10 @@ class Probe(PluginObject):
     kind = "probe"
     targets: tuple[str, ...] = ("unit",)
     source: str = "images"
+    #: parameter values for running on a whole layer in an atlas build, or None: not an atlas stage.
+    #: A probe that declares them (and takes a ``"layer"``) adds its per-unit table rows (rows with a
+    #: :data:`~mmneurons.results.UNIT_COLUMN`) to every unit of an atlas.
+    atlas: Mapping[str, Any] | None = None
 
     def accepts(self, target_kind: str) -> bool:
         """Whether ``run`` takes a target of this kind (one of :data:`PROBE_TARGETS`)."""

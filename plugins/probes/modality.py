@@ -23,8 +23,11 @@ class ModalityProbe(Probe):
     description = ("Literal / symbolic / text test: activation per (concept, modality) and a multimodality "
                    "score per unit; a whole layer ranked by it.")
     targets = ("layer", "unit")
+    atlas = {"top": 0, "profile": True}
     params = (Param("z_min", "float", 1.5, min=0.0, help="z-score a unit's top concept needs in every modality"),
-              Param("top", "int", 20, min=1, help="units to list in the ranking"),
+              Param("top", "int", 20, min=0, help="units to list in the ranking (0: all)"),
+              Param("profile", "bool", False,
+                    help="rank every unit (unscored ones last) with its mean activation per modality and concept"),
               Param("batch_size", "int", 64, min=1, help="images per forward pass"))
 
     def compute(self, model: ClipModel, target: Any, source: Any, values: dict,
@@ -47,8 +50,16 @@ class ModalityProbe(Probe):
                             f"z_min={values['z_min']:g}: no unit can be multimodal; give more concepts or "
                             f"-p z_min={np.floor(max_z(len(concepts)) * 100) / 100:g} or less")
         order = np.argsort(-score)
-        ranking = [{"unit": f"{layer}:{int(c)}", "concept": concepts[top[c]], "score": float(score[c]),
-                    "multimodal": bool(mask[c])} for c in order[: values["top"]] if np.isfinite(score[c])]
+        if not values["profile"]:
+            order = [c for c in order if np.isfinite(score[c])]
+        ranking = [{"unit": f"{layer}:{int(c)}", "concept": concepts[top[c]],
+                    "score": float(score[c]) if np.isfinite(score[c]) else None, "multimodal": bool(mask[c])}
+                   for c in order[: values["top"] or None]]
+        if values["profile"]:
+            for row in ranking:
+                c = int(row["unit"].rpartition(":")[2])
+                row["profile"] = {"concepts": list(concepts), "modalities": list(mods),
+                                  "means": [[float(v) for v in table[m, :, c]] for m in range(len(mods))]}
         tables = {"ranking": ranking}
         summary = {"layer": layer, "multimodal_units": int(mask.sum()), "channels": info.channels,
                    "concepts": concepts, "modalities": mods, "images": len(kept), "skipped": skipped}

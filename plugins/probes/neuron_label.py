@@ -65,6 +65,7 @@ class NeuronLabelProbe(Probe):
     name = "neuron_label"
     description = "Label units with concept words by soft-WPMI between their top images and the words (CLIP-Dissect)."
     targets = ("unit", "layer")
+    atlas: dict = {}  # an atlas stage with the default parameters
     params = (Param("concepts", "str", "",
                     help="comma-separated concept words, @FILE with one per line, or empty: the n_words most "
                          "frequent English words"),

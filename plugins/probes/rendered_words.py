@@ -29,6 +29,7 @@ class RenderedWordsProbe(Probe):
     description = "Words rendered as images, ranked by how much they activate a unit (or each unit of a layer)."
     targets = ("unit", "layer")
     source = "words"
+    atlas: dict = {}  # an atlas stage with the default parameters
     params = (Param("top", "int", 20, min=1, help="words to list per unit"),
               Param("centered", "bool", True, help="report values minus the mean over all words"),
               Param("n_words", "int", 10_000, min=1, max=100_000, help="size of the default word list (wordfreq)"),

@@ -1,0 +1,386 @@
+"""Building an atlas: stages over a set of layers, each recording per-unit completion, so a build
+killed at any moment continues where it stopped when it is started again.
+
+Stages (``--with`` / ``--without`` name them):
+
+- ``examples``: the top-k and bottom-k images of every unit of every layer, from one streaming pass
+  over the source for all layers (resumable mid-pass), with each top image's activation map;
+- ``vis``: a feature visualization per unit (a visualizer plugin, ``channel`` by default), in
+  batches; a unit's image is seeded by the unit, so a resumed build writes the same bytes;
+- one stage per probe that declares ``atlas`` parameters (built in: ``rendered_words``,
+  ``neuron_label``, ``modality``): the probe runs on the whole layer and its per-unit table rows
+  become the unit's values. A probe whose source lacks what it needs (``modality`` without concept x
+  modality images) is recorded as skipped, with the reason.
+
+Files are written before the rows that name them; every write of rows is one transaction.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import io
+import json
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator, Sequence
+
+import numpy as np
+
+from .. import __version__
+from ..errors import ImageLoadError
+from ..kinds import Progress, no_progress, plugin_params
+from ..results import UNIT_COLUMN
+from . import store
+from .store import AtlasError, dumps, transaction
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..images import ImageSource
+    from ..models import ClipModel
+    from ..registry import PluginRegistry
+
+#: bump a stage's version when what it stores changes; stored values record it
+STAGE_VERSIONS = {"examples": 1, "vis": 1}
+CORE_STAGES = ("examples", "vis")
+
+#: ``stage_progress(name) -> context manager yielding a Progress callback``
+StageProgress = Callable[[str], ContextManager[Progress]]
+
+
+@contextmanager
+def _silent(name: str) -> Iterator[Progress]:
+    yield no_progress
+
+
+@dataclass
+class BuildOptions:
+    """What to build. ``probe_params`` adds parameters per probe stage (over its ``atlas`` ones)."""
+
+    layers: Sequence[str]
+    stages: Sequence[str] | None = None           # None: every available stage
+    without: Sequence[str] = ()
+    k: int = 8
+    visualizer: str = "channel"
+    vis_params: dict = field(default_factory=lambda: {"steps": 256})
+    vis_batch: int = 32
+    probe_params: dict = field(default_factory=dict)
+    batch_size: int = 64
+
+
+def weights_hash(model: "ClipModel") -> str:
+    """The sha256 the provider states (the demo's manifest) or one of every parameter and buffer."""
+    if model.meta.get("sha256"):
+        return str(model.meta["sha256"])
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def atlas_probes(registry: "PluginRegistry", model: "ClipModel") -> dict[str, Any]:
+    """The probes that can add a column to an atlas: they take a layer and declare ``atlas`` parameters."""
+    return {p.name: p for p in registry.probes()
+            if getattr(p, "atlas", None) is not None and p.accepts("layer") and p.supports(model)}
+
+
+@contextmanager
+def build_lock(folder: Path) -> Iterator[None]:
+    """Hold the atlas's build lock, or refuse at once: two builds never write one atlas."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / store.LOCK
+    handle = open(path, "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise AtlasError(f"another build is writing {folder} ({holder}); wait for it to finish, or build "
+                             f"into another --atlas") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # closing releases the lock, as the death of the process does
+
+
+class Builder:
+    """One build of one atlas (use :func:`build_atlas`)."""
+
+    def __init__(self, model: "ClipModel", folder: Path, source: "ImageSource", source_desc: str,
+                 options: BuildOptions, registry: "PluginRegistry", stage_progress: StageProgress) -> None:
+        self.model, self.folder, self.source, self.source_desc = model, folder, source, source_desc
+        self.options, self.registry, self.stage_progress = options, registry, stage_progress
+        self.conn = store.connect(folder, write=True)
+        self.build_id = 0
+
+    # -- identity ------------------------------------------------------------------------------
+    def check_identity(self) -> None:
+        """An atlas holds one model over one source; a build of another is refused, not mixed in."""
+        identity = {"model_id": self.model.model_id, "weights": weights_hash(self.model), "source": self.source_desc}
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'identity'").fetchone()
+        if row is None:
+            with transaction(self.conn):
+                self.conn.execute("INSERT INTO meta (key, value) VALUES ('identity', ?)", (dumps(identity),))
+                self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('created', ?)",
+                                  (str(store.now()),))
+            return
+        stored = json.loads(row[0])
+        if stored != identity:
+            diff = ", ".join(f"{k}: {stored.get(k)!r} here, {v!r} asked" for k, v in identity.items()
+                             if stored.get(k) != v)
+            raise AtlasError(f"{self.folder} is an atlas of another model or source ({diff}); build into another "
+                             f"--atlas")
+
+    def add_layers(self) -> None:
+        rows = []
+        for name in self.options.layers:
+            c, h, w = self.model.layer_info(name).shape
+            rows.append((name, c, h, w))
+        with transaction(self.conn):
+            self.conn.executemany("INSERT OR IGNORE INTO layers (name, channels, height, width) VALUES (?, ?, ?, ?)",
+                                  rows)
+
+    # -- stage bookkeeping ---------------------------------------------------------------------
+    def stage_state(self, layer: str, stage: str, params: dict, version: str) -> str | None:
+        """``done``, ``skipped`` or ``partial`` for a stage already started with these parameters; None
+        for a new stage. A stage stored with other parameters or code is cleared, to be built again."""
+        row = self.conn.execute("SELECT state, params, code_version FROM stages WHERE layer = ? AND stage = ?",
+                                (layer, stage)).fetchone()
+        if row is None:
+            return None
+        if row[1] != dumps(params) or row[2] != version:
+            with transaction(self.conn):
+                self.clear_stage(layer, stage)
+            return None
+        return row[0]
+
+    def clear_stage(self, layer: str, stage: str) -> None:
+        self.conn.execute("DELETE FROM unit_values WHERE layer = ? AND stage = ?", (layer, stage))
+        self.conn.execute("DELETE FROM unit_text WHERE layer = ? AND stage = ?", (layer, stage))
+        self.conn.execute("DELETE FROM stages WHERE layer = ? AND stage = ?", (layer, stage))
+
+    def mark(self, layer: str, stage: str, state: str, params: dict, version: str, note: str = "") -> None:
+        self.conn.execute("INSERT OR REPLACE INTO stages (layer, stage, state, params, code_version, build, finished, "
+                          "note) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                          (layer, stage, state, dumps(params), version, self.build_id,
+                           store.now() if state in ("done", "skipped") else None, note))
+
+    def write_units(self, layer: str, stage: str, values: dict[int, dict], files: list[tuple[str, str, int]]) -> None:
+        """Rows of one batch, in the transaction the caller holds (files already on disk). The words of
+        probe stages (labels, top words) go to the search index; the core stages hold none."""
+        store.record_files(self.conn, files)
+        self.conn.executemany("INSERT OR REPLACE INTO unit_values (layer, channel, stage, data) VALUES (?, ?, ?, ?)",
+                              [(layer, c, stage, dumps(v)) for c, v in values.items()])
+        self.conn.executemany("DELETE FROM unit_text WHERE layer = ? AND channel = ? AND stage = ?",
+                              [(layer, c, stage) for c in values])
+        if stage not in CORE_STAGES:
+            self.conn.executemany("INSERT INTO unit_text (layer, channel, stage, text) VALUES (?, ?, ?, ?)",
+                                  [(layer, c, stage, store.search_text(v)) for c, v in values.items()])
+
+    def done_units(self, layer: str, stage: str) -> set[int]:
+        return {r[0] for r in self.conn.execute("SELECT channel FROM unit_values WHERE layer = ? AND stage = ?",
+                                                (layer, stage))}
+
+    def plugin_version(self, obj: Any) -> str:
+        """The code version of a plugin object: its plugin's name and distribution version."""
+        plugin = getattr(obj, "provided_by", "") or "?"
+        info = next((i for i in self.registry.plugins() if i.name == plugin), None)
+        return f"{plugin} {getattr(info, 'version', None) or __version__}"
+
+    def put(self, data: bytes, suffix: str, files: list) -> str:
+        digest = store.put_file(self.folder, data, suffix)
+        files.append((digest, suffix, len(data)))
+        return digest
+
+    # -- the build -----------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        self.check_identity()
+        self.add_layers()
+        config = {"layers": list(self.options.layers), "k": self.options.k, "visualizer": self.options.visualizer,
+                  "vis_params": self.options.vis_params, "source": self.source_desc}
+        with transaction(self.conn):
+            # we hold the lock: a build still "running" was killed outright (SIGKILL, power loss)
+            self.conn.execute("UPDATE builds SET state = 'killed' WHERE state = 'running'")
+            cur = self.conn.execute("INSERT INTO builds (started, state, config, pid) VALUES (?, 'running', ?, ?)",
+                                    (store.now(), dumps(config), os.getpid()))
+            self.build_id = cur.lastrowid
+        report: dict[str, Any] = {}
+        try:
+            stages = self.plan()
+            for stage in stages:
+                report[stage] = getattr(self, f"stage_{stage}", None)() if stage in CORE_STAGES \
+                    else self.stage_probe(stage)
+        except BaseException as exc:
+            with transaction(self.conn):
+                self.conn.execute("UPDATE builds SET state = ?, finished = ?, error = ? WHERE id = ?",
+                                  ("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", store.now(),
+                                   f"{type(exc).__name__}: {exc}", self.build_id))
+            raise
+        with transaction(self.conn):
+            self.conn.execute("UPDATE builds SET state = 'done', finished = ? WHERE id = ?",
+                              (store.now(), self.build_id))
+        return report
+
+    def plan(self) -> list[str]:
+        probes = atlas_probes(self.registry, self.model)
+        known = list(CORE_STAGES) + sorted(probes)
+        asked = list(self.options.stages) if self.options.stages else known
+        unknown = [s for s in list(asked) + list(self.options.without) if s not in known]
+        if unknown:
+            raise AtlasError(f"unknown atlas stage(s): {', '.join(unknown)}; stages: {', '.join(known)}")
+        return [s for s in known if s in asked and s not in self.options.without]
+
+    def stage_examples(self) -> dict:
+        from ..activations import capture_layers, scan_layers_top_k
+        from ..images import to_pil
+        from ..results import image_to_png_bytes
+
+        layers, k = list(self.options.layers), self.options.k
+        params, version = {"k": k, "reduce": "mean"}, f"{__version__}/{STAGE_VERSIONS['examples']}"
+        todo = [layer for layer in layers if self.stage_state(layer, "examples", params, version) != "done"]
+        if not todo:
+            return {"layers": 0}
+        with self.stage_progress(f"examples: scan of {len(self.source)} images") as progress:
+            scans = scan_layers_top_k(self.model, self.source, todo, k, bottom=True, batch_size=self.options.batch_size,
+                                      progress=progress, checkpoint=str(self.folder / "scan.partial.pt"))
+        scan = scans[todo[0]]
+        used = sorted({int(i) for s in scans.values() for i in np.concatenate([s.top_indices.ravel(),
+                                                                                s.bottom_indices.ravel()])})
+        files: list = []
+        thumbs: dict[int, str] = {}
+        with self.stage_progress(f"examples: {len(used)} images and maps") as progress:
+            maps = {layer: np.zeros(scans[layer].top_indices.shape + self.model.layer_info(layer).shape[1:],
+                                    np.float16) for layer in todo}
+            where = {layer: {} for layer in todo}  # image -> [(channel, rank)] among the top images
+            for layer in todo:
+                for c, row in enumerate(scans[layer].top_indices):
+                    for rank, i in enumerate(row):
+                        where[layer].setdefault(int(i), []).append((c, rank))
+            import torch
+
+            for start in range(0, len(used), self.options.batch_size):
+                chunk = used[start:start + self.options.batch_size]
+                pixels = torch.stack([self.model.pixels(self.source.load(i)) for i in chunk])
+                for i, px in zip(chunk, pixels):
+                    thumbs[i] = self.put(image_to_png_bytes(to_pil(px)), ".png", files)
+                with torch.inference_mode():
+                    acts = capture_layers(self.model, pixels, todo)
+                for layer in todo:
+                    grid = acts[layer].float().clamp(min=0).cpu().numpy()
+                    for j, i in enumerate(chunk):
+                        for c, rank in where[layer].get(i, ()):
+                            maps[layer][c, rank] = grid[j, c]
+                progress(min(start + len(chunk), len(used)), len(used), "example images")
+        for layer in todo:
+            s, values = scans[layer], {}
+            for c in range(s.top_indices.shape[0]):
+                buf = io.BytesIO()
+                np.savez_compressed(buf, maps=maps[layer][c])
+                map_hash = self.put(buf.getvalue(), ".npz", files)
+                values[c] = {
+                    "top": [{"image": s.image_ids[i], "category": s.categories[i], "activation": float(v),
+                             "file": thumbs[int(i)]} for i, v in zip(s.top_indices[c], s.top_values[c])],
+                    "bottom": [{"image": s.image_ids[i], "category": s.categories[i], "activation": float(v),
+                                "file": thumbs[int(i)]} for i, v in zip(s.bottom_indices[c], s.bottom_values[c])],
+                    "maps": map_hash, "images": s.n_images,
+                    "max": float(s.top_values[c][0]) if len(s.top_values[c]) else None}
+            with transaction(self.conn):
+                self.write_units(layer, "examples", values, files)
+                self.mark(layer, "examples", "done", params, version,
+                          note=f"{scan.n_images} images, {len(scan.skipped)} skipped")
+        return {"layers": len(todo), "images": scan.n_images, "skipped": len(scan.skipped)}
+
+    def stage_vis(self) -> dict:
+        from ..results import image_to_png_bytes
+        from ..units import Unit
+
+        visualizer = self.registry.get("mmneurons_visualizers", self.options.visualizer)
+        params = plugin_params(visualizer, self.options.vis_params)
+        params = {"visualizer": visualizer.name, **params}
+        version = f"{__version__}/{STAGE_VERSIONS['vis']}"
+        rendered = 0
+        for layer in self.options.layers:
+            if self.stage_state(layer, "vis", params, version) == "done":
+                continue
+            with transaction(self.conn):
+                self.mark(layer, "vis", "partial", params, version)
+            channels = self.model.layer_info(layer).channels
+            todo = [c for c in range(channels) if c not in self.done_units(layer, "vis")]
+            with self.stage_progress(f"vis: {layer}") as progress:
+                progress(channels - len(todo), channels, "units")
+                for start in range(0, len(todo), self.options.vis_batch):
+                    batch = todo[start:start + self.options.vis_batch]
+                    results = visualizer.visualize(self.model, [str(Unit(layer, c)) for c in batch],
+                                                   {k: v for k, v in params.items() if k != "visualizer"})
+                    first = {}
+                    for res in results:  # a visualizer with several images per unit: its first
+                        first.setdefault(res.of or res.target, res)
+                    files: list = []
+                    values = {}
+                    for c in batch:
+                        res = first[str(Unit(layer, c))]
+                        values[c] = {"file": self.put(image_to_png_bytes(res.image), ".png", files),
+                                     "activation": res.activation, "gray": res.activation_gray,
+                                     "noise": res.activation_noise, "warnings": list(res.warnings)}
+                    with transaction(self.conn):
+                        self.write_units(layer, "vis", values, files)
+                    rendered += len(batch)
+                    progress(channels - len(todo) + start + len(batch), channels, "units")
+            with transaction(self.conn):
+                self.mark(layer, "vis", "done", params, version)
+        return {"units": rendered}
+
+    def stage_probe(self, name: str) -> dict:
+        probe = self.registry.get("mmneurons_probes", name)
+        params = plugin_params(probe, {**dict(probe.atlas), **self.options.probe_params.get(name, {})})
+        version = self.plugin_version(probe)
+        source = self.source if probe.source == "images" else None
+        done = 0
+        for layer in self.options.layers:
+            if self.stage_state(layer, name, params, version) in ("done", "skipped"):
+                continue
+            with self.stage_progress(f"{name}: {layer}") as progress:
+                try:
+                    result = probe.run(self.model, layer, source, params, progress)
+                except (ImageLoadError, ValueError) as exc:  # what this source cannot give: said, not fatal
+                    with transaction(self.conn):
+                        self.mark(layer, name, "skipped", params, version, note=str(exc))
+                    continue
+            values: dict[int, dict] = {}
+            for table, rows in (getattr(result, "tables", None) or {}).items():
+                for row in rows if isinstance(rows, list) else ():
+                    if isinstance(row, dict) and UNIT_COLUMN in row:
+                        unit_layer, _, channel = str(row[UNIT_COLUMN]).rpartition(":")
+                        if unit_layer == layer and channel.isdigit():
+                            values.setdefault(int(channel), {})[table] = {
+                                k: v for k, v in row.items() if k != UNIT_COLUMN}
+            with transaction(self.conn):
+                self.write_units(layer, name, values, [])
+                self.mark(layer, name, "done", params, version,
+                          note="; ".join(getattr(result, "warnings", []) or [])[:500])
+            done += 1
+        return {"layers": done}
+
+
+def build_atlas(model: "ClipModel", folder: "str | os.PathLike", source: "ImageSource", source_desc: str,
+                options: BuildOptions, *, registry: "PluginRegistry | None" = None,
+                stage_progress: StageProgress = _silent) -> dict[str, Any]:
+    """Build (or continue building) the atlas in ``folder``; returns what each stage did."""
+    from ..registry import get_registry
+
+    folder = Path(folder)
+    store.check_folder(folder)
+    with build_lock(folder):
+        builder = Builder(model, folder, source, source_desc, options, registry or get_registry(), stage_progress)
+        try:
+            return builder.run()
+        finally:
+            builder.conn.close()
