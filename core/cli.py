@@ -45,6 +45,9 @@ def main() -> None:
     """Find and explain multimodal neurons in CLIP models."""
 
 
+main.add_command(atlas)
+
+
 @main.command()
 @click.option("--all", "show_all", is_flag=True, help="Also list the plugin objects each plugin provides.")
 @click.option("--params", "params_of", is_flag=False, flag_value="", default=None, metavar="[NAME]",
@@ -316,6 +319,3 @@ def attribute(model, images, target, label, labels, templates, prompt, method, p
 
 if __name__ == "__main__":  # pragma: no cover
     main()
-
-
-main.add_command(atlas)

@@ -17,11 +17,13 @@ Files are written before the rows that name them; every write of rows is one tra
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import io
 import json
 import os
+import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover
 #: bump a stage's version when what it stores changes; stored values record it
 STAGE_VERSIONS = {"examples": 1, "vis": 1}
 CORE_STAGES = ("examples", "vis")
+SCAN_CHECKPOINT = "scan.partial.pt"
 
 #: ``stage_progress(name) -> context manager yielding a Progress callback``
 StageProgress = Callable[[str], ContextManager[Progress]]
@@ -67,6 +70,8 @@ class BuildOptions:
     vis_batch: int = 32
     probe_params: dict = field(default_factory=dict)
     batch_size: int = 64
+    checkpoint_every: int = 20                   # scan batches between checkpoints of the examples pass
+    num_workers: int | None = None               # image loader processes of the scan (None: auto)
 
 
 def weights_hash(model: "ClipModel") -> str:
@@ -96,8 +101,12 @@ def build_lock(folder: Path) -> Iterator[None]:
     handle = open(path, "a+")
     try:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            # a POSIX record lock: held by this process alone (image loader processes forked from it
+            # do not inherit it, so a killed build's orphaned loaders never block the next build)
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                raise
             handle.seek(0)
             holder = handle.read().strip() or "another process"
             raise AtlasError(f"another build is writing {folder} ({holder}); wait for it to finish, or build "
@@ -202,6 +211,7 @@ class Builder:
 
     # -- the build -----------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
+        store.remove_partial_files(self.folder)
         self.check_identity()
         self.add_layers()
         config = {"layers": list(self.options.layers), "k": self.options.k, "visualizer": self.options.visualizer,
@@ -219,10 +229,13 @@ class Builder:
                 report[stage] = getattr(self, f"stage_{stage}", None)() if stage in CORE_STAGES \
                     else self.stage_probe(stage)
         except BaseException as exc:
-            with transaction(self.conn):
-                self.conn.execute("UPDATE builds SET state = ?, finished = ?, error = ? WHERE id = ?",
-                                  ("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", store.now(),
-                                   f"{type(exc).__name__}: {exc}", self.build_id))
+            try:
+                with transaction(self.conn):
+                    self.conn.execute("UPDATE builds SET state = ?, finished = ?, error = ? WHERE id = ?",
+                                      ("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                                       store.now(), f"{type(exc).__name__}: {exc}", self.build_id))
+            except sqlite3.Error:
+                pass  # a full disk takes the record too: the next build finds it "running" and says "killed"
             raise
         with transaction(self.conn):
             self.conn.execute("UPDATE builds SET state = 'done', finished = ? WHERE id = ?",
@@ -250,7 +263,9 @@ class Builder:
             return {"layers": 0}
         with self.stage_progress(f"examples: scan of {len(self.source)} images") as progress:
             scans = scan_layers_top_k(self.model, self.source, todo, k, bottom=True, batch_size=self.options.batch_size,
-                                      progress=progress, checkpoint=str(self.folder / "scan.partial.pt"))
+                                      progress=progress, checkpoint=str(self.folder / SCAN_CHECKPOINT),
+                                      checkpoint_every=self.options.checkpoint_every,
+                                      num_workers=self.options.num_workers)
         scan = scans[todo[0]]
         used = sorted({int(i) for s in scans.values() for i in np.concatenate([s.top_indices.ravel(),
                                                                                 s.bottom_indices.ravel()])})

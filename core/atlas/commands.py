@@ -48,11 +48,12 @@ def stage_pairs(pairs: tuple[str, ...]) -> dict[str, dict[str, str]]:
 @click.option("--visualizer", default="channel", show_default=True, help="Visualizer plugin for the vis stage.")
 @click.option("--vis-batch", type=click.IntRange(1), default=32, show_default=True, help="Units optimized together.")
 @click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True, help="Images per forward pass.")
+@click.option("--workers", type=click.IntRange(0), default=None, help="Image loader processes (default: auto).")
 @click.option("-p", "--param", "pairs", multiple=True,
               help="Stage parameter STAGE.NAME=VALUE, e.g. -p vis.lr=0.05 -p neuron_label.n_words=5000.")
 @device_option
 def build(model, layers, path, images, source_name, source_pairs, with_, without, k, steps, visualizer, vis_batch,
-          batch_size, pairs, device) -> None:
+          batch_size, workers, pairs, device) -> None:
     """Build (or continue) the atlas of MODEL's LAYERs in the folder PATH."""
     from ..registry import get_registry
     from .build import BuildOptions, build_atlas
@@ -67,7 +68,8 @@ def build(model, layers, path, images, source_name, source_pairs, with_, without
         clip = load_model_option(model, device)
         options = BuildOptions(layers=list(layers), stages=list(with_) or None, without=list(without), k=k,
                                visualizer=visualizer, vis_params={"steps": steps, **per_stage.pop("vis", {})},
-                               vis_batch=vis_batch, probe_params=per_stage, batch_size=batch_size)
+                               vis_batch=vis_batch, probe_params=per_stage, batch_size=batch_size,
+                               num_workers=workers)
         started = time.time()
         try:
             report = build_atlas(clip, path, source, source.describe(), options, registry=registry,

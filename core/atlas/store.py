@@ -159,6 +159,15 @@ def put_file(folder: Path, data: bytes, suffix: str) -> str:
     return digest
 
 
+def remove_partial_files(folder: Path) -> int:
+    """Remove the temporary files a killed build left in ``files/`` (only ours: ``.tmp-*``)."""
+    removed = 0
+    for path in (folder / FILES).glob("*/.tmp-*"):
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
 def record_files(conn: sqlite3.Connection, files: Iterable[tuple[str, str, int]]) -> None:
     conn.executemany("INSERT OR IGNORE INTO files (hash, suffix, bytes) VALUES (?, ?, ?)", list(files))
 

@@ -1,0 +1,195 @@
+"""Building an atlas: resume after SIGKILL at any stage, one build at a time, reads during a build,
+stages rebuilt when their parameters change, the atlas's identity kept."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from mmneurons.atlas import Atlas, AtlasError, BuildOptions, build_atlas
+from mmneurons.errors import OutputError
+from mmneurons.kinds import Probe
+from mmneurons.params import Param
+from mmneurons.results import ProbeResult
+
+from .build_worker import LAYERS, options, source
+from .conftest import Child, assert_same_atlas, contents
+
+#: where the killed builds die: (stage, least progress seen) -> SIGKILL
+KILL_POINTS = (("examples", 16), ("examples-maps", 8), ("vis", 32), ("modality", 0), ("neuron_label", 0),
+               ("rendered_words", 0))
+
+
+def run_until(child: Child, stage: str, least: int) -> bool:
+    """Follow the build until it is in ``stage`` with at least ``least`` done, then kill it with
+    SIGKILL; False if the build finished first."""
+    for line in child.lines():
+        parts = line.split()
+        if parts[:2] == ["STAGE", stage] and (parts[2] == "start" if least == 0 else
+                                              parts[2].isdigit() and int(parts[2]) >= least):
+            child.kill()
+            return True
+        assert not line.startswith("ERROR"), line
+    assert child.wait() == 0
+    return False
+
+
+def test_builds_killed_in_every_stage_resume_to_the_uninterrupted_atlas(tmp_path, reference_atlas, build_server):
+    folder = tmp_path / "atlas"
+    killed = []
+    for stage, least in KILL_POINTS:
+        if run_until(build_server.start(folder), stage, least):
+            killed.append(stage)
+    assert killed == [stage for stage, _ in KILL_POINTS]  # each stage was running when it died
+    child = build_server.start(folder)
+    assert list(child.lines())[-1] == "DONE\n" and child.wait() == 0
+    assert_same_atlas(folder, reference_atlas)
+    with Atlas.open(folder) as book:
+        states = [b.state for b in book.builds()]
+    assert states == ["killed"] * len(KILL_POINTS) + ["done"]
+    assert not (folder / "scan.partial.pt").exists()
+    assert not list((folder / "files").glob("*/.tmp-*"))
+
+
+def test_a_second_build_is_refused_and_reads_go_on_while_one_runs(tmp_path, tiny_resnet, registry, build_server):
+    folder = tmp_path / "atlas"
+    child = build_server.start(folder, slow=True)
+    try:
+        for line in child.lines():
+            if line.startswith("STAGE vis") and line.split()[2].isdigit() and int(line.split()[2]) >= 16:
+                break  # one batch of visualizations is stored, the next is being optimized
+        else:
+            pytest.fail("the build ended early")
+        images = source()
+        with pytest.raises(AtlasError, match="another build is writing"):
+            build_atlas(tiny_resnet, folder, images, images.describe(), options(), registry=registry)
+        with Atlas.open(folder) as book:   # reads neither block nor see half a batch
+            for _ in range(5):
+                n = book.counts("layer1.0").get("vis", 0)
+                assert n % 16 == 0 and n >= 16
+                rows = book.layer("layer1.0").table()
+                assert sum(r["vis.file"] is not None for r in rows) >= n
+                time.sleep(0.2)
+            assert book.stages("layer1.0")["vis"].state == "partial"
+            assert book.stages("layer1.0")["examples"].state == "done"
+            assert book.builds()[-1].state == "running"
+    finally:
+        child.kill()
+
+
+def test_a_stage_built_with_other_parameters_is_built_again(tmp_path, tiny_resnet, registry):
+    folder, images = tmp_path / "atlas", source()
+
+    def build(steps: int) -> dict:
+        opts = BuildOptions(layers=["layer1.0"], stages=["examples", "vis"], k=2, vis_params={"steps": steps},
+                            vis_batch=64, batch_size=16)
+        return build_atlas(tiny_resnet, folder, images, images.describe(), opts, registry=registry)
+
+    assert build(2) == {"examples": {"layers": 1, "images": 72, "skipped": 0}, "vis": {"units": 64}}
+    before = contents(folder)
+    assert build(2) == {"examples": {"layers": 0}, "vis": {"units": 0}}   # nothing left to do
+    assert contents(folder) == before
+    assert build(3)["vis"] == {"units": 64}
+    after = contents(folder)
+    with Atlas.open(folder) as book:
+        assert book.stages("layer1.0")["vis"].params["steps"] == 3
+    changed = [k for k in before["values"] if k[2] == "vis" and before["values"][k] != after["values"][k]]
+    assert len(changed) == 64
+    assert all(before["values"][k] == after["values"][k] for k in before["values"] if k[2] == "examples")
+
+
+def test_an_atlas_keeps_one_model_and_source(tmp_path, tiny_resnet, tiny_vit, registry):
+    folder, images = tmp_path / "atlas", source()
+    opts = BuildOptions(layers=["layer1.0"], stages=["examples"], k=2, batch_size=16)
+    build_atlas(tiny_resnet, folder, images, images.describe(), opts, registry=registry)
+    with pytest.raises(AtlasError, match="another model or source.*model_id"):
+        build_atlas(tiny_vit, folder, images, images.describe(), BuildOptions(layers=["transformer.resblocks.0"],
+                                                                              stages=["examples"]), registry=registry)
+    other = registry.get("mmneurons_image_sources", "demo_shapes").create(per_cell=1, size=64)
+    with pytest.raises(AtlasError, match="source"):
+        build_atlas(tiny_resnet, folder, other, other.describe(), opts, registry=registry)
+
+
+def test_a_folder_of_other_files_is_never_written(tmp_path, tiny_resnet, registry):
+    (tmp_path / "notes.txt").write_text("mine")
+    images = source()
+    with pytest.raises(OutputError, match="holds other files"):
+        build_atlas(tiny_resnet, tmp_path, images, images.describe(), BuildOptions(layers=["layer1.0"]),
+                    registry=registry)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_unknown_stages_are_named(tmp_path, tiny_resnet, registry):
+    images = source()
+    with pytest.raises(AtlasError, match="unknown atlas stage.*colour.*stages: examples, vis, modality"):
+        build_atlas(tiny_resnet, tmp_path / "a", images, images.describe(),
+                    BuildOptions(layers=["layer1.0"], without=["colour"]), registry=registry)
+
+
+class BrightnessProbe(Probe):
+    """A third-party probe: per-unit rows over a layer, declared as an atlas stage."""
+
+    name = "brightness"
+    description = "mean activation of each unit on white and black images"
+    targets = ("layer",)
+    source = "none"
+    atlas = {"level": 255}
+    params = (Param("level", "int", 128, min=0, max=255, help="gray level of the bright image"),)
+
+    def compute(self, model, target, source, values, progress=None):
+        import torch
+        from PIL import Image
+
+        from mmneurons.activations import capture_layers
+
+        pixels = torch.stack([model.pixels(Image.new("RGB", (64, 64), (v, v, v))) for v in (values["level"], 0)])
+        acts = capture_layers(model, pixels, [target])[target].mean(dim=(2, 3))
+        rows = [{"unit": f"{target}:{c}", "bright": float(acts[0, c]), "dark": float(acts[1, c]),
+                 "tone": "bright" if acts[0, c] > acts[1, c] else "dark"} for c in range(acts.shape[1])]
+        return ProbeResult(probe=self.name, model_id=model.model_id, target=target, tables={"units": rows},
+                           params=values)
+
+
+def test_a_third_party_probe_adds_a_column(tmp_path, tiny_resnet, registry):
+    class Plugin:
+        from mmneurons.hookspecs import hookimpl
+
+        @hookimpl
+        def mmneurons_probes(self):
+            return [BrightnessProbe()]
+
+    registry.register(Plugin(), "brightness_plugin")
+    images = source()
+    report = build_atlas(tiny_resnet, tmp_path / "a", images, images.describe(),
+                         BuildOptions(layers=["layer1.0"], stages=["brightness"]), registry=registry)
+    assert report == {"brightness": {"layers": 1}}
+    with Atlas.open(tmp_path / "a") as book:
+        unit = book.unit("layer1.0:3").values["brightness"]["units"]
+        assert set(unit) == {"bright", "dark", "tone"}
+        assert book.stages("layer1.0")["brightness"].params == {"level": 255}
+        assert book.stages("layer1.0")["brightness"].code_version.startswith("brightness_plugin")
+        table = book.layer("layer1.0").records()
+        assert table["brightness.units.bright"].shape == (64,)
+        tones = {r["brightness.units.tone"] for r in book.layer("layer1.0").table()}
+        assert {h.unit for h in book.search(sorted(tones)[0])} == {
+            f"layer1.0:{c}" for c, r in enumerate(book.layer("layer1.0").table())
+            if r["brightness.units.tone"] == sorted(tones)[0]}
+
+
+def test_reference_atlas_holds_every_unit_of_every_stage(reference_atlas):
+    with Atlas.open(reference_atlas) as book:
+        assert [layer.name for layer in book.layers()] == list(LAYERS)
+        for layer in book.layers():
+            assert book.counts(layer.name) == {s: layer.channels for s in
+                                               ("examples", "modality", "neuron_label", "rendered_words", "vis")}
+            assert {s.state for s in layer.stages().values()} == {"done"}
+        unit = book.unit("layer2.0:5")
+        assert len(unit.values["examples"]["top"]) == 3 and len(unit.values["examples"]["bottom"]) == 3
+        tops = [e["activation"] for e in unit.values["examples"]["top"]]
+        assert tops == sorted(tops, reverse=True)
+        assert min(tops) >= max(e["activation"] for e in unit.values["examples"]["bottom"])
+        assert book.maps("layer2.0:5").shape == (3, 8, 8)
+        assert book.file(unit.values["vis"]["file"]).read_bytes()[:4] == b"\x89PNG"
+        profile = unit.values["modality"]["ranking"]["profile"]
+        assert profile["modalities"] == ["drawing", "photo", "text"] and len(profile["means"][0]) == 12
