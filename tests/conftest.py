@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 
 # Installed third-party plugins stay out of the test run, and nothing is ever downloaded.
 os.environ["MMNEURONS_LOAD_ENTRYPOINTS"] = "0"
@@ -91,3 +92,25 @@ def random_images():
         noise = rng.normal(0, 40 + 5 * (i % 7), size=(h, w, 3))
         images.append(Image.fromarray(np.clip(base + noise, 0, 255).astype("uint8")))
     return images
+
+
+def chromium_path() -> str:
+    path = os.environ.get("MMNEURONS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        pytest.fail("the browser tests need Chromium: `apt-get install chromium` (Debian) or set MMNEURONS_CHROMIUM "
+                    "to a Chromium or Chrome binary; the README's test command installs it")
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (Debian's, driven by Playwright), for the app and the static export (one
+    per module: Playwright's event loop stays out of the other tests)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium_path(), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"])
+        yield b
+        b.close()

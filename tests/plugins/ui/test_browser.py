@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -28,14 +27,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 #: a multimodal unit of the demo model (modality probe: "star" in photo, drawing and text)
 STAR_UNIT = 489
-
-
-def chromium_path() -> str:
-    path = os.environ.get("MMNEURONS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    if not path:
-        pytest.fail("the browser test needs Chromium: `apt-get install chromium` (Debian) or set MMNEURONS_CHROMIUM "
-                    "to a Chromium or Chrome binary; the README's test command installs it")
-    return path
 
 
 def free_port() -> int:
@@ -94,18 +85,6 @@ def slow_url(tmp_path_factory):
     path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
     with serve(tmp_path_factory.mktemp("slow-app"), MMNEURONS_LOAD_ENTRYPOINTS="1", PYTHONPATH=path) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium_path(), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"])
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
