@@ -9,6 +9,8 @@ import shutil
 # Installed third-party plugins stay out of the test run, and nothing is ever downloaded.
 os.environ["MMNEURONS_LOAD_ENTRYPOINTS"] = "0"
 os.environ["MMNEURONS_OFFLINE"] = "1"
+# The app's pages compute, and build no atlas on first start, unless a test gives them an atlas.
+os.environ["MMNEURONS_ATLAS"] = "none"
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -14,8 +14,8 @@ from typing import Any
 # Loaded on first use, so the command line's ``atlas`` group (``mmneurons.atlas.commands``) starts
 # without numpy or PIL.
 _EXPORTS = {"SCHEMA_VERSION": "store", "AtlasError": "store", "BuildOptions": "build", "atlas_probes": "build",
-            "build_atlas": "build", "Atlas": "read", "AtlasLayer": "read", "AtlasUnit": "read", "BuildInfo": "read",
-            "SearchHit": "read", "StageInfo": "read"}
+            "build_atlas": "build", "weights_hash": "build", "Atlas": "read", "AtlasLayer": "read",
+            "AtlasUnit": "read", "BuildInfo": "read", "SearchHit": "read", "StageInfo": "read"}
 __all__ = sorted(_EXPORTS)
 
 

@@ -75,6 +75,11 @@ class DemoProvider(ModelProvider):
         ranked = multimodal.get("ranked") or [c for c, _ in multimodal.get("units", [])]
         meta["featured_units"] = [f"{evaluation.get('layer')}:{c}" for c in ranked] if ranked else []
         meta["featured_plugins"] = ["channel", "modality"]  # what the app shows of them without a click
+        # the quick atlas the app builds on first start (about a minute on 2 CPU cores): every unit of the
+        # layer with short visualizations; `mmneurons atlas build` makes the full one
+        meta["atlas"] = {"layers": [evaluation.get("layer") or "layer4.0"], "source": "demo_shapes", "k": 8,
+                         "vis_params": {"steps": 32}, "vis_batch": 128,
+                         "probe_params": {"rendered_words": {"n_words": 2000}}}
         return ClipModel(model, WordTokenizer.from_dict(manifest["tokenizer"]), model_id=f"demo:{spec}",
                          image_size=pre["size"], mean=pre["mean"], std=pre["std"], device=device, meta=meta)
 

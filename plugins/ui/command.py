@@ -24,8 +24,12 @@ import click
                    "and the embedded default are offered.")
 @click.option("--run-limit", type=click.FloatRange(1), default=900, show_default=True,
               help="Seconds one run (a probe, a render) may take before the app stops it.")
+@click.option("--atlas", "atlas", type=click.Path(file_okay=False), default=None,
+              help="An atlas (mmneurons atlas build) the pages read instead of computing, for its model's layers "
+                   "('none': compute everything, and build no atlas on first start).")
 @click.argument("streamlit_args", nargs=-1, type=click.UNPROCESSED)
-def app_command(model, host, port, max_upload_mb, headless, data, allow_models, run_limit, streamlit_args) -> None:
+def app_command(model, host, port, max_upload_mb, headless, data, allow_models, run_limit, atlas,
+                streamlit_args) -> None:
     """Start the Streamlit app: a Microscope for any CLIP, composed from the registered plugins.
 
     Extra arguments go to `streamlit run` (e.g. -- --server.runOnSave true).
@@ -36,6 +40,17 @@ def app_command(model, host, port, max_upload_mb, headless, data, allow_models, 
     from . import APP_SCRIPT
 
     env = dict(os.environ, MMNEURONS_MAX_UPLOAD_MB=str(max_upload_mb), MMNEURONS_APP_RUN_LIMIT_S=str(run_limit))
+    if atlas == "none":
+        env["MMNEURONS_ATLAS"] = "none"
+    elif atlas:
+        from mmneurons.atlas import Atlas, AtlasError
+
+        try:
+            with Atlas.open(atlas) as book:
+                model = model or book.model_id  # the app opens on the atlas's model
+        except AtlasError as exc:
+            raise click.ClickException(str(exc)) from None
+        env["MMNEURONS_ATLAS"] = str(Path(atlas).resolve())
     if model:
         env["MMNEURONS_DEFAULT_MODEL"] = model
     exposed = not is_loopback(host)

@@ -3,22 +3,30 @@ score, label, best word, ...); "Open" shows a unit on the Neuron page."""
 
 import streamlit as st
 
-from mmneurons.plugins.ui import grid, panels, state, widgets
+from mmneurons.plugins.ui import atlas_panels, grid, panels, state, widgets
 from mmneurons.plugins.ui.units_table import merge_unit_rows, sort_rows, sortable_columns
 
 st.title("Layer")
 model = widgets.model_picker()
 if model is None:
     st.stop()
+atlas_panels.ensure_own_atlas(model)
 layer = widgets.layer_picker(model)
 source, source_key = widgets.source_picker()
 channels = model.layer_info(layer).channels
 st.subheader(f"{layer}: {channels} units")
+book = atlas_panels.atlas_for(model, layer)
+if book is not None:
+    atlas_panels.layer_panel(model, book, layer)
+    book.close()
+    st.markdown("### Recompute")
+    st.caption("Run the analyses of the whole layer again, with other parameters or another image source.")
 
 probes = [p for p in panels.usable(state.registry().probes(), model) if p.accepts("layer")]
 names = [p.name for p in probes]
 chosen = st.multiselect("Analyses of the whole layer", names, key="layer.probes",
-                        default=[n for n in ("modality", "rendered_words") if n in names] or names[:1])
+                        default=([n for n in ("modality", "rendered_words") if n in names] or names[:1])
+                        if book is None else [])
 results = {}
 selected = [probes[names.index(n)] for n in chosen]
 for tab, probe in zip(st.tabs([p.name for p in selected]) if selected else [], selected):
@@ -28,6 +36,8 @@ for tab, probe in zip(st.tabs([p.name for p in selected]) if selected else [], s
         if result is not None:
             results[probe.name] = result
 
+if book is not None and not results:
+    st.stop()  # the atlas's units are above; a grid of computed results comes once an analysis ran
 st.markdown("#### Units")
 rows = merge_unit_rows(results, [f"{layer}:{c}" for c in range(channels)])
 columns = sortable_columns(rows)

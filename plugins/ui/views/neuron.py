@@ -2,19 +2,21 @@
 
 import streamlit as st
 
-from mmneurons.plugins.ui import panels, state, widgets
+from mmneurons.plugins.ui import atlas_panels, panels, state, widgets
 
 st.title("Neuron")
 model = widgets.model_picker()
 if model is None:
     st.stop()
+atlas_panels.ensure_own_atlas(model)
 # the first view: no unit asked for (URL or an earlier choice) and the model names one worth seeing
 opening = not ({"unit", "layer"} & set(st.query_params) or {"w.unit", "mm.unit"} & set(st.session_state))
 layer = widgets.layer_picker(model)
 channel = widgets.unit_picker(model, layer)
 source, source_key = widgets.source_picker()
 unit = f"{layer}:{channel}"
-first_view = opening and model.featured_units[:1] == (unit,)
+book = atlas_panels.atlas_for(model, layer)
+first_view = opening and model.featured_units[:1] == (unit,) and book is None  # the atlas shows it at once
 featured = set(model.featured_plugins) if first_view else set()
 store = state.result_store() if featured else None
 st.subheader(unit)
@@ -23,6 +25,12 @@ if first_view:
                f"{', '.join(sorted(featured))} shown at once (computed once, then read from disk).")
 st.caption(f"{model.model_id} · layer {layer} {model.layer_info(layer).shape} · the address bar holds this "
            "view (model, layer, unit): copy it to share")
+
+if book is not None:
+    atlas_panels.unit_panel(book, unit)
+    book.close()
+    st.markdown("### Recompute")
+    st.caption("Run any plugin on this unit again, with other parameters or another image source.")
 
 registry = state.registry()
 st.markdown("#### Feature visualization")

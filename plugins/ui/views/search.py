@@ -3,13 +3,14 @@ thumbnails, and what the prompt's own direction looks like."""
 
 import streamlit as st
 
-from mmneurons.plugins.ui import grid, panels, state, widgets
+from mmneurons.plugins.ui import atlas_panels, grid, panels, state, widgets
 from mmneurons.plugins.ui.units_table import unit_rows
 
 st.title("Search")
 model = widgets.model_picker()
 if model is None:
     st.stop()
+atlas_panels.ensure_own_atlas(model)
 registry = state.registry()
 if "search.q" not in st.session_state:
     st.session_state["search.q"] = state.remembered("q", "")
@@ -19,6 +20,12 @@ state.remember("q", prompt or None)
 if not prompt:
     st.info("Type a prompt to search the model's units.")
     st.stop()
+
+book = atlas_panels.atlas_for(model, None)
+if book is not None:
+    atlas_panels.search_panel(model, book, prompt)
+    book.close()
+    st.markdown("#### Zero-shot neuron search")
 
 probes = [p for p in panels.usable(registry.probes(), model) if p.accepts("text") and p.source != "images"]
 if not probes:
