@@ -3,6 +3,8 @@
     uv run python bench/bench_atlas.py demo [--atlas DIR]
         the embedded model's whole layer4.0 (512 units) with the build's defaults: 256-step
         visualizations, examples from demo_shapes, 10,000 rendered words, labels, modality
+    uv run python bench/bench_atlas.py pages --atlas DIR
+        seconds to draw the Neuron, Layer and Search pages from that (demo) atlas, under AppTest
     uv run python bench/bench_atlas.py rn50x4 [--images 64] [--units 8] [--steps 16] [--device cpu]
         RN50x4 (random weights) layer4.5: each stage timed on a small input and projected to units
         per hour and to the whole 2,560-unit layer (visualizations at 512 steps)
@@ -121,9 +123,33 @@ def rn50x4(args) -> None:
           f"(at 512 steps) | {per_unit_512 * channels / 3600:.1f} h (2,560 units x 512 steps) |")
 
 
+def pages(args) -> None:
+    """Seconds to draw each page from the atlas under AppTest (the model already loaded)."""
+    from streamlit.testing.v1 import AppTest
+
+    from mmneurons.plugins.ui import app as router
+
+    os.environ["MMNEURONS_ATLAS"] = str(Path(args.atlas).resolve())
+    root = Path(__file__).resolve().parents[1]
+    at = AppTest.from_file(str(root / "streamlit_app.py"), default_timeout=600)
+    at.query_params.update({"model": "demo:shapes", "layer": "layer4.0", "unit": "489", "q": "star"})
+    at.run()
+    print(f"pages from {args.atlas}; {machine('cpu')}")
+    print("| page | seconds (median of 5) |\n|---|---|")
+    for slug in ("neuron", "layer", "search"):
+        at.switch_page(str(router.page_file(slug))).run()  # first draw: imports, widgets
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            at.run()
+            times.append(time.perf_counter() - start)
+        assert not at.exception, [e.value for e in at.exception]
+        print(f"| {slug} | {sorted(times)[2]:.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", choices=("demo", "rn50x4"))
+    parser.add_argument("model", choices=("demo", "rn50x4", "pages"))
     parser.add_argument("--atlas", default=None, help="where the demo atlas goes (default: a temporary folder)")
     parser.add_argument("--images", type=int, default=72)
     parser.add_argument("--units", type=int, default=8)
@@ -131,7 +157,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    (demo if args.model == "demo" else rn50x4)(args)
+    {"demo": demo, "rn50x4": rn50x4, "pages": pages}[args.model](args)
 
 
 if __name__ == "__main__":

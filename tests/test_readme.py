@@ -5,6 +5,7 @@ wrote), on the embedded model with small settings. A README that drifts from the
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import types
@@ -27,7 +28,9 @@ SMALL = {"steps": "8", "n_words": "300", "per_cell": "2"}
 APPEND = {("demo", "train"): ["--steps", "2", "--images", "256", "--batch-size", "16", "--no-evaluate"],
           ("demo", "evaluate"): ["--per-cell", "2"],
           ("visualize",): ["--steps", "8"],
-          ("probe", "rendered_words"): ["-p", "n_words=300"]}
+          ("probe", "rendered_words"): ["-p", "n_words=300"],
+          ("atlas", "build"): ["-s", "per_cell=2", "-p", "rendered_words.n_words=300", "-p",
+                               "neuron_label.n_words=300", "--vis-batch", "128"]}
 #: what an offline machine answers to a pretrained tag: the one-line error the README promises
 OFFLINE = "not in the local cache"
 
@@ -75,6 +78,8 @@ def test_the_readme_has_the_commands_this_test_runs():
 def test_every_readme_command_and_python_block_runs(registry, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_random_images(tmp_path / "photos", 4, (80, 96))  # "your images": the README's examples read them
+    served = []  # `mmneurons app` becomes the Streamlit server: its command line and settings are kept instead
+    monkeypatch.setattr(os, "execve", lambda path, cmd, env: served.append(env))
     runner = CliRunner()
     for args in readme_commands():
         out = runner.invoke(main, small(args), catch_exceptions=False)
@@ -83,6 +88,8 @@ def test_every_readme_command_and_python_block_runs(registry, tmp_path, monkeypa
         else:
             assert out.exit_code == 0, (args, out.output)
     assert (tmp_path / "samples" / "photo-star.png").is_file() and (tmp_path / "runs" / "ig").is_dir()
+    assert (tmp_path / "demo-site" / "index.html").is_file()
+    assert served and served[-1]["MMNEURONS_ATLAS"] == str(tmp_path / "demo-atlas")
     for block in python_blocks():
         namespace = types.ModuleType("readme_block").__dict__
         exec(compile(block, "README.md", "exec"), namespace)

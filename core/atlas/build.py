@@ -5,8 +5,9 @@ Stages (``--with`` / ``--without`` name them):
 
 - ``examples``: the top-k and bottom-k images of every unit of every layer, from one streaming pass
   over the source for all layers (resumable mid-pass), with each top image's activation map;
-- ``vis``: a feature visualization per unit (a visualizer plugin, ``channel`` by default), in
-  batches; a unit's image is seeded by the unit, so a resumed build writes the same bytes;
+- ``vis``: a feature visualization per unit (a visualizer plugin, ``channel`` by default; with
+  ``diversity`` its further images are kept as ``samples``), in batches that commit one by one; a
+  resumed build renders the same batches, so it writes the same bytes;
 - one stage per probe that declares ``atlas`` parameters (built in: ``rendered_words``,
   ``neuron_label``, ``modality``): the probe runs on the whole layer and its per-unit table rows
   become the unit's values. A probe whose source lacks what it needs (``modality`` without concept x
@@ -335,16 +336,19 @@ class Builder:
                     batch = todo[start:start + self.options.vis_batch]
                     results = visualizer.visualize(self.model, [str(Unit(layer, c)) for c in batch],
                                                    {k: v for k, v in params.items() if k != "visualizer"})
-                    first = {}
-                    for res in results:  # a visualizer with several images per unit: its first
-                        first.setdefault(res.of or res.target, res)
+                    per_unit: dict[str, list] = {}
+                    for res in results:  # diversity gives several images per unit: the first, then samples
+                        per_unit.setdefault(res.of or res.target, []).append(res)
                     files: list = []
                     values = {}
                     for c in batch:
-                        res = first[str(Unit(layer, c))]
+                        res, *others = per_unit[str(Unit(layer, c))]
                         values[c] = {"file": self.put(image_to_png_bytes(res.image), ".png", files),
                                      "activation": res.activation, "gray": res.activation_gray,
                                      "noise": res.activation_noise, "warnings": list(res.warnings)}
+                        if others:
+                            values[c]["samples"] = [self.put(image_to_png_bytes(o.image), ".png", files)
+                                                    for o in others]
                     with transaction(self.conn):
                         self.write_units(layer, "vis", values, files)
                     rendered += len(batch)

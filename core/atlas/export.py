@@ -145,6 +145,10 @@ class Exporter:
             parts.append(f"<h2>Feature visualization</h2><img class='big' src='{self.file(v['vis']['file'], 1)}' "
                          f"alt='visualization'><p class='note'>activation {v['vis'].get('activation') or 0:.3g} "
                          f"(gray {v['vis'].get('gray') or 0:.3g}, noise {v['vis'].get('noise') or 0:.3g})</p>")
+            samples = "".join(f"<img src='{self.file(d, 1)}' alt='diversity sample'>"
+                              for d in v["vis"].get("samples") or [])
+            if samples:
+                parts.append(f"<h3>Diversity samples</h3><div class='examples'>{samples}</div>")
         label = dig(v, ("neuron_label", "labels"))
         if label:
             runner_up = html.escape(str(label.get("runner_up", "")))

@@ -154,6 +154,9 @@ def unit_panel(book: Atlas, unit: str) -> None:
         if vis:
             st.image(file_image(book, vis["file"], 256), caption=f"channel visualization · activation "
                      f"{fmt(vis.get('activation'))} (gray {fmt(vis.get('gray'))}, noise {fmt(vis.get('noise'))})")
+            if vis.get("samples"):
+                st.caption("diversity samples")
+                st.image([file_image(book, d, 96) for d in vis["samples"]])
             for warning in vis.get("warnings") or []:
                 st.caption(warning)
     with right:

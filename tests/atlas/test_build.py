@@ -193,3 +193,15 @@ def test_reference_atlas_holds_every_unit_of_every_stage(reference_atlas):
         assert book.file(unit.values["vis"]["file"]).read_bytes()[:4] == b"\x89PNG"
         profile = unit.values["modality"]["ranking"]["profile"]
         assert profile["modalities"] == ["drawing", "photo", "text"] and len(profile["means"][0]) == 12
+
+
+def test_diversity_visualizations_keep_their_samples(tmp_path, tiny_resnet, registry):
+    images = source()
+    build_atlas(tiny_resnet, tmp_path / "a", images, images.describe(),
+                BuildOptions(layers=["layer1.0"], stages=["vis"], visualizer="diversity",
+                             vis_params={"steps": 2, "k": 3}, vis_batch=64), registry=registry)
+    with Atlas.open(tmp_path / "a") as book:
+        vis = book.unit("layer1.0:9").values["vis"]
+        assert book.stages("layer1.0")["vis"].params["visualizer"] == "diversity"
+        assert len(vis["samples"]) == 2 and len({vis["file"], *vis["samples"]}) == 3
+        assert all(book.file(d).read_bytes()[:4] == b"\x89PNG" for d in vis["samples"])

@@ -260,3 +260,46 @@ def test_stop_ends_a_run_at_once_and_frees_the_model(page, slow_url):
     settle(page)
     no_failures(page)
 
+
+
+@pytest.fixture(scope="module")
+def atlas_url(tmp_path_factory):
+    """A server whose pages read an atlas of the demo model's layer4.0: a small one built here, or
+    the one MMNEURONS_BROWSER_ATLAS names (the README's picture: the full `mmneurons atlas build`)."""
+    given = os.environ.get("MMNEURONS_BROWSER_ATLAS")
+    if given:
+        folder = Path(given).resolve()
+    else:
+        from mmneurons.atlas import build_atlas
+        from mmneurons.plugins.ui import state
+        from mmneurons.registry import get_registry
+
+        from .test_atlas_pages import small_options
+
+        folder = tmp_path_factory.mktemp("atlas") / "atlas"
+        source = get_registry().get("mmneurons_image_sources", "demo_shapes").create(per_cell=1)
+        build_atlas(state._load_model("demo:shapes", "auto"), folder, source, source.describe(), small_options())
+    with serve(tmp_path_factory.mktemp("atlas-app"), MMNEURONS_ATLAS=str(folder)) as url:
+        yield url
+
+
+def loaded_images(page) -> int:
+    """Images in the page that loaded; fails on any that did not."""
+    broken = page.eval_on_selector_all("[data-testid='stMain'] img",
+                                       "imgs => imgs.filter(i => !(i.complete && i.naturalWidth > 0)).length")
+    assert broken == 0
+    return page.eval_on_selector_all("[data-testid='stMain'] img", "imgs => imgs.length")
+
+
+def test_pages_read_from_an_atlas_without_a_click(page, atlas_url, shots):
+    open_page(page, f"{atlas_url}/layer?model=demo:shapes&layer=layer4.0")
+    assert main(page).get_by_text("512 of 512 units").first.is_visible()
+    assert main(page).locator("[data-testid='stDataFrame']").count() == 1
+    assert loaded_images(page) >= 24             # the cards' stored visualizations
+    snap(page, shots / "app-atlas-layer.png")
+    open_page(page, f"{atlas_url}/?model=demo:shapes&layer=layer4.0&unit={STAR_UNIT}")
+    assert main(page).get_by_text("Label:").first.is_visible()
+    assert main(page).get_by_text("from the atlas").first.is_visible()
+    assert loaded_images(page) >= 1 + 3 + 3      # visualization, top and bottom examples
+    assert page.get_by_text("Page not found").count() == 0
+    snap(page, shots / "app-atlas-neuron.png")
