@@ -3,6 +3,8 @@
     uv run python bench/bench_atlas.py demo [--atlas DIR]
         the embedded model's whole layer4.0 (512 units) with the build's defaults: 256-step
         visualizations, examples from demo_shapes, 10,000 rendered words, labels, modality
+    uv run python bench/bench_atlas.py quick
+        the quick atlas the app builds on first start (the demo provider's recipe)
     uv run python bench/bench_atlas.py pages --atlas DIR
         seconds to draw the Neuron, Layer and Search pages from that (demo) atlas, under AppTest
     uv run python bench/bench_atlas.py rn50x4 [--images 64] [--units 8] [--steps 16] [--device cpu]
@@ -90,6 +92,26 @@ def demo(args) -> None:
     print(f"atlas in {folder}")
 
 
+def quick(args) -> None:
+    """The quick atlas the app builds on its first start: the demo provider's recipe, as the app runs it."""
+    registry = get_registry()
+    model = load_model("demo:shapes", device=args.device)
+    recipe = model.meta["atlas"]
+    source = registry.get("mmneurons_image_sources", recipe["source"]).create(**recipe.get("source_params", {}))
+    options = BuildOptions(layers=list(recipe["layers"]), k=recipe.get("k", 8), vis_params=recipe["vis_params"],
+                           probe_params=recipe.get("probe_params", {}), vis_batch=recipe.get("vis_batch", 64))
+    clock = StageClock()
+    start = time.perf_counter()
+    build_atlas(model, tempfile.mkdtemp(prefix="atlas-quick-"), source, source.describe(), options,
+                registry=registry, stage_progress=clock)
+    total = time.perf_counter() - start
+    print(f"quick atlas of demo:shapes {recipe['layers']} ({recipe['vis_params']}); {machine(args.device)}")
+    print("| stage | seconds |\n|---|---|")
+    for stage, seconds in clock.seconds.items():
+        print(f"| {stage} | {seconds:.1f} |")
+    print(f"| whole build | {total:.1f} |")
+
+
 def rn50x4(args) -> None:
     registry = get_registry()
     model = load_model("openclip:RN50x4@random", device=args.device)
@@ -149,7 +171,7 @@ def pages(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", choices=("demo", "rn50x4", "pages"))
+    parser.add_argument("model", choices=("demo", "quick", "rn50x4", "pages"))
     parser.add_argument("--atlas", default=None, help="where the demo atlas goes (default: a temporary folder)")
     parser.add_argument("--images", type=int, default=72)
     parser.add_argument("--units", type=int, default=8)
@@ -157,7 +179,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    {"demo": demo, "rn50x4": rn50x4, "pages": pages}[args.model](args)
+    {"demo": demo, "quick": quick, "rn50x4": rn50x4, "pages": pages}[args.model](args)
 
 
 if __name__ == "__main__":

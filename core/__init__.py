@@ -30,6 +30,9 @@ _EXPORTS: dict[str, str] = {
     "WordSource": "images",
     # activations
     "capture_layers": "activations", "layer_means": "activations", "scan_top_k": "activations",
+    "scan_layers_top_k": "activations",
+    # the atlas
+    "Atlas": "atlas", "BuildOptions": "atlas", "build_atlas": "atlas",
     # results
     "Result": "results", "FeatureVis": "results", "AttributionMap": "results", "ProbeResult": "results",
     "TopKActivations": "results", "UnitContributions": "results", "load_result": "results",
@@ -44,7 +47,8 @@ __all__ = [
     "__version__", "hookimpl", "ModelProvider", "ImageSourceFactory", "Visualizer", "Attributor", "Probe",
     "Renderer", "Progress", "no_progress", "Param", "ParamError", "get_registry", "ClipModel", "load_model", "Unit",
     "Direction", "ImageSource", "ImageRecord", "FolderSource", "ListSource", "WordSource", "capture_layers",
-    "layer_means", "scan_top_k", "Result", "FeatureVis", "AttributionMap", "ProbeResult", "TopKActivations",
+    "layer_means", "scan_top_k", "scan_layers_top_k", "Atlas", "BuildOptions", "build_atlas", "Result",
+    "FeatureVis", "AttributionMap", "ProbeResult", "TopKActivations",
     "UnitContributions", "load_result", "UnitForward", "ZeroShotForward", "SimilarityForward", "VisualForward",
     "unit_selector", "layer_of", "ImageLoadError", "ModelLoadError", "LayerError", "UnitError",
 ]
@@ -64,7 +68,8 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors
-    from .activations import capture_layers, layer_means, scan_top_k
+    from .activations import capture_layers, layer_means, scan_layers_top_k, scan_top_k
+    from .atlas import Atlas, BuildOptions, build_atlas
     from .captum import SimilarityForward, UnitForward, VisualForward, ZeroShotForward, layer_of, unit_selector
     from .errors import ImageLoadError, LayerError, ModelLoadError, UnitError
     from .hookspecs import hookimpl
