@@ -205,3 +205,16 @@ def test_diversity_visualizations_keep_their_samples(tmp_path, tiny_resnet, regi
         assert book.stages("layer1.0")["vis"].params["visualizer"] == "diversity"
         assert len(vis["samples"]) == 2 and len({vis["file"], *vis["samples"]}) == 3
         assert all(book.file(d).read_bytes()[:4] == b"\x89PNG" for d in vis["samples"])
+
+
+def test_a_vit_layer_builds_like_a_resnet_one(tmp_path, tiny_vit, registry):
+    images = source()
+    layer = "transformer.resblocks.1"
+    report = build_atlas(tiny_vit, tmp_path / "a", images, images.describe(),
+                         BuildOptions(layers=[layer], stages=["examples", "vis", "modality"], k=2,
+                                      vis_params={"steps": 2}, vis_batch=64, batch_size=16), registry=registry)
+    assert report["vis"] == {"units": tiny_vit.layer_info(layer).channels}
+    with Atlas.open(tmp_path / "a") as book:
+        channels = tiny_vit.layer_info(layer).channels
+        assert book.counts(layer) == {"examples": channels, "vis": channels, "modality": channels}
+        assert book.maps(f"{layer}:3").shape == (2, *tiny_vit.layer_info(layer).shape[1:])
