@@ -95,8 +95,10 @@ def atlas_probes(registry: "PluginRegistry", model: "ClipModel") -> dict[str, An
 
 
 @contextmanager
-def build_lock(folder: Path) -> Iterator[None]:
-    """Hold the atlas's build lock, or refuse at once: two builds never write one atlas."""
+def build_lock(folder: Path, *, wait: bool = False) -> Iterator[None]:
+    """Hold the atlas's build lock, or refuse at once (``wait``: block until the other build ends):
+    two builds never write one atlas. The lock is per process: threads of one process that build
+    the same atlas must take turns themselves (the app's do, under the model's lock)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / store.LOCK
     handle = open(path, "a+")
@@ -104,14 +106,14 @@ def build_lock(folder: Path) -> Iterator[None]:
         try:
             # a POSIX record lock: held by this process alone (image loader processes forked from it
             # do not inherit it, so a killed build's orphaned loaders never block the next build)
-            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.lockf(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             if exc.errno not in (errno.EACCES, errno.EAGAIN):
                 raise
             handle.seek(0)
             holder = handle.read().strip() or "another process"
-            raise AtlasError(f"another build is writing {folder} ({holder}); wait for it to finish, or build "
-                             f"into another --atlas") from None
+            raise AtlasError(f"another build is writing {folder} ({holder}); wait for it to finish (or give "
+                             f"--wait), or build into another --atlas") from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()}")
@@ -391,13 +393,14 @@ class Builder:
 
 def build_atlas(model: "ClipModel", folder: "str | os.PathLike", source: "ImageSource", source_desc: str,
                 options: BuildOptions, *, registry: "PluginRegistry | None" = None,
-                stage_progress: StageProgress = _silent) -> dict[str, Any]:
-    """Build (or continue building) the atlas in ``folder``; returns what each stage did."""
+                stage_progress: StageProgress = _silent, wait: bool = False) -> dict[str, Any]:
+    """Build (or continue building) the atlas in ``folder``; returns what each stage did. Another
+    build of it in progress: refused at once, or with ``wait`` awaited (then this one continues it)."""
     from ..registry import get_registry
 
     folder = Path(folder)
     store.check_folder(folder)
-    with build_lock(folder):
+    with build_lock(folder, wait=wait):
         builder = Builder(model, folder, source, source_desc, options, registry or get_registry(), stage_progress)
         try:
             return builder.run()

@@ -51,9 +51,10 @@ def stage_pairs(pairs: tuple[str, ...]) -> dict[str, dict[str, str]]:
 @click.option("--workers", type=click.IntRange(0), default=None, help="Image loader processes (default: auto).")
 @click.option("-p", "--param", "pairs", multiple=True,
               help="Stage parameter STAGE.NAME=VALUE, e.g. -p vis.lr=0.05 -p neuron_label.n_words=5000.")
+@click.option("--wait", is_flag=True, help="If another build is writing the atlas, wait for it, then continue it.")
 @device_option
 def build(model, layers, path, images, source_name, source_pairs, with_, without, k, steps, visualizer, vis_batch,
-          batch_size, workers, pairs, device) -> None:
+          batch_size, workers, pairs, wait, device) -> None:
     """Build (or continue) the atlas of MODEL's LAYERs in the folder PATH."""
     from ..registry import get_registry
     from .build import BuildOptions, build_atlas
@@ -73,7 +74,7 @@ def build(model, layers, path, images, source_name, source_pairs, with_, without
         started = time.time()
         try:
             report = build_atlas(clip, path, source, source.describe(), options, registry=registry,
-                                 stage_progress=tqdm_progress)
+                                 stage_progress=tqdm_progress, wait=wait)
         except (OSError, sqlite3.OperationalError) as exc:  # disk full, permissions: said in one line
             raise click.ClickException(f"{exc}; {RESUME}") from None
     for stage, what in report.items():

@@ -78,6 +78,32 @@ def test_a_second_build_is_refused_and_reads_go_on_while_one_runs(tmp_path, tiny
         child.kill()
 
 
+def test_a_waiting_build_continues_once_the_running_one_ends(tmp_path, tiny_resnet, registry, build_server):
+    import threading
+
+    folder = tmp_path / "atlas"
+    child = build_server.start(folder, slow=True)
+    for line in child.lines():
+        if line.startswith("STAGE vis"):
+            break
+    images, outcome = source(), {}
+
+    def waiting() -> None:
+        outcome["report"] = build_atlas(tiny_resnet, folder, images, images.describe(), options(), registry=registry,
+                                        wait=True)
+
+    thread = threading.Thread(target=waiting)
+    thread.start()
+    thread.join(1.5)
+    assert thread.is_alive() and "report" not in outcome       # waiting, not refused
+    child.kill()
+    thread.join(120)
+    assert outcome["report"]["examples"] == {"layers": 0}      # the killed build's scan is kept
+    with Atlas.open(folder) as book:
+        assert [b.state for b in book.builds()] == ["killed", "done"]
+        assert {s.state for s in book.stages().values()} == {"done"}
+
+
 def test_a_stage_built_with_other_parameters_is_built_again(tmp_path, tiny_resnet, registry):
     folder, images = tmp_path / "atlas", source()
 
