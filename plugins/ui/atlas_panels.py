@@ -51,30 +51,40 @@ def atlas_path(model: ClipModel) -> Path | None:
     return Path(given) if given else own_atlas(model)
 
 
-def atlas_for(model: ClipModel, layer: str | None) -> Atlas | None:
+def atlas_for(model: ClipModel, layer: str | None, *, quiet: bool = False) -> Atlas | None:
     """The atlas that holds ``layer`` (None: any layer) of this very model, opened for this script
-    run, or None (with a caption saying why an atlas that was given does not apply)."""
+    run, or None (unless ``quiet``, with a note saying why an atlas that was given does not apply)."""
     path = atlas_path(model)
     if path is None or not (path / "atlas.sqlite").is_file():
         return None
     try:
         book = Atlas.open(path)
     except AtlasError as exc:
-        st.warning(f"atlas not used: {exc}")
+        if not quiet:
+            st.warning(f"atlas not used: {exc}")
         return None
-    ident = book.identity
+    ident, why = book.identity, ""
     if ident.get("model_id") != model.model_id:
-        st.caption(f"the atlas {path} is of {ident.get('model_id')}, not {model.model_id}: computing instead")
+        why = f"the atlas {path} is of {ident.get('model_id')}, not {model.model_id}: computing instead"
+    elif ident.get("weights") != _weights(model.model_id, str(model.device), model):
+        why = f"the atlas {path} was built from other weights of {model.model_id}: computing instead"
+    elif not (book.has(layer) if layer else book.layers()):
+        why = "-"  # another layer: nothing to say
+    if why:
         book.close()
-        return None
-    if ident.get("weights") != _weights(model.model_id, str(model.device), model):
-        st.warning(f"the atlas {path} was built from other weights of {model.model_id}: computing instead")
-        book.close()
-        return None
-    if not (book.has(layer) if layer else book.layers()):
-        book.close()
+        if not quiet and why != "-":
+            st.caption(why)
         return None
     return book
+
+
+def atlas_layers(model: ClipModel) -> list[str]:
+    """The layers the model's atlas holds (none when no atlas applies), for the layer picker."""
+    book = atlas_for(model, None, quiet=True)
+    if book is None:
+        return []
+    with book:
+        return [layer.name for layer in book.layers()]
 
 
 def built_caption(book: Atlas, layer: str, stages: list[str] | None = None) -> str:

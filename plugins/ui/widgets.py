@@ -138,11 +138,15 @@ def featured_unit(model: ClipModel) -> tuple[str, int] | None:
     return None
 
 
-def layer_picker(model: ClipModel) -> str:
+def layer_picker(model: ClipModel, prefer: Sequence[str] = ()) -> str:
+    """Sidebar: the layer; first the featured unit's, else the first of ``prefer`` (an atlas's
+    layers) the model has, else the model's default."""
     names = [info.name for info in model.layers()]
     shapes = {info.name: info.shape for info in model.layers()}
     featured = featured_unit(model)
-    _initial("w.layer", "layer", featured[0] if featured and featured[0] in names else model.default_layer())
+    preferred = next((name for name in prefer if name in names), None)
+    _initial("w.layer", "layer", featured[0] if featured and featured[0] in names else
+             preferred or model.default_layer())
     if st.session_state["w.layer"] not in names:
         st.sidebar.warning(f"{model.model_id} has no layer {st.session_state['w.layer']!r}; showing the default")
         st.session_state["w.layer"] = model.default_layer()

@@ -11,7 +11,7 @@ model = widgets.model_picker()
 if model is None:
     st.stop()
 atlas_panels.ensure_own_atlas(model)
-layer = widgets.layer_picker(model)
+layer = widgets.layer_picker(model, prefer=atlas_panels.atlas_layers(model))
 source, source_key = widgets.source_picker()
 channels = model.layer_info(layer).channels
 st.subheader(f"{layer}: {channels} units")

@@ -11,7 +11,7 @@ if model is None:
 atlas_panels.ensure_own_atlas(model)
 # the first view: no unit asked for (URL or an earlier choice) and the model names one worth seeing
 opening = not ({"unit", "layer"} & set(st.query_params) or {"w.unit", "mm.unit"} & set(st.session_state))
-layer = widgets.layer_picker(model)
+layer = widgets.layer_picker(model, prefer=atlas_panels.atlas_layers(model))
 channel = widgets.unit_picker(model, layer)
 source, source_key = widgets.source_picker()
 unit = f"{layer}:{channel}"
