@@ -31,12 +31,17 @@ def user_errors() -> Iterator[None]:
 
 @contextmanager
 def tqdm_progress(desc: str) -> Iterator[Progress]:
-    """A progress callback drawing a tqdm bar on stderr."""
+    """A progress callback drawing a tqdm bar on stderr (rate and ETA count only this run's work:
+    a resumed task's first report is its starting point)."""
     from tqdm import tqdm
 
     bar = tqdm(desc=desc, file=sys.stderr, disable=None)
+    started = [False]
 
     def update(done: int, total: int, message: str = "") -> None:
+        if not started[0]:
+            started[0] = True
+            bar.initial = done
         if bar.total != total:
             bar.total = total
         bar.n = done
@@ -67,7 +72,6 @@ def parse_pairs(pairs: Sequence[str]) -> dict[str, str]:
             raise click.BadParameter(f"{pair!r}: write NAME=VALUE", param_hint="-p/--param")
         out[name.strip().replace("-", "_")] = value
     return out
-
 
 
 def image_source(registry: Any, images: str | None, words: str | None, source_name: str | None,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -105,7 +106,8 @@ def ensure_own_atlas(model: ClipModel) -> None:
     if os.environ.get(ATLAS_ENV):
         return
     recipe, path = model.meta.get("atlas"), own_atlas(model)
-    if not recipe or path is None:
+    failed = f"mm.atlas_failed.{model.model_id}"
+    if not recipe or path is None or failed in st.session_state:
         return
     if (path / "atlas.sqlite").is_file():
         try:
@@ -135,9 +137,16 @@ def ensure_own_atlas(model: ClipModel) -> None:
                                                                    text=f"{name}: {done}/{total}")
             return progress()
 
-        with model.lock:
-            build_atlas(model, path, source, source.describe(), options, registry=registry,
-                        stage_progress=stage_progress)
+        try:
+            with model.lock:
+                build_atlas(model, path, source, source.describe(), options, registry=registry,
+                            stage_progress=stage_progress)
+        except (AtlasError, OSError, sqlite3.Error, ValueError) as exc:  # said once; the pages compute instead
+            st.session_state[failed] = f"{type(exc).__name__}: {exc}"
+            status.update(label="the atlas could not be built", state="error", expanded=False)
+            st.warning(f"the quick atlas of {model.model_id} could not be built ({exc}); the pages compute "
+                       f"instead, and the next start tries again")
+            return
         status.update(label=f"atlas built in {time.perf_counter() - start:.0f} s", state="complete", expanded=False)
 
 
@@ -151,6 +160,22 @@ def file_image(book: Atlas, digest: str | None, width: int = 0) -> Any:
 
 
 # -- Neuron --------------------------------------------------------------------------------------
+def readable(panel):
+    """A panel that shows what goes wrong with the atlas (a file removed, a damaged database) as a
+    warning, and lets the page go on computing."""
+    import functools
+
+    @functools.wraps(panel)
+    def draw(*args: Any, **kwargs: Any) -> None:
+        try:
+            panel(*args, **kwargs)
+        except (AtlasError, OSError, sqlite3.Error) as exc:
+            st.warning(f"the atlas could not be read ({exc}); recompute below")
+
+    return draw
+
+
+@readable
 def unit_panel(book: Atlas, unit: str) -> None:
     """Everything the atlas holds about ``unit``, at once."""
     stored = book.unit(unit)
@@ -240,6 +265,7 @@ CARD_COLUMNS = {"neuron_label.labels.label": "label", "rendered_words.units.best
                 "examples.max": "max activation"}
 
 
+@readable
 def layer_panel(model: ClipModel, book: Atlas, layer: str, key: str = "layer.atlas") -> None:
     """Every unit of the layer from the atlas: filter and sort by any stored column, the table of
     all units, and cards with the stored visualizations."""
@@ -272,6 +298,7 @@ def layer_panel(model: ClipModel, book: Atlas, layer: str, key: str = "layer.atl
     unit_cards(model, cards, thumbs, key=f"{key}.cards")
 
 
+@readable
 def search_panel(model: ClipModel, book: Atlas, query: str, key: str = "search.atlas") -> None:
     """Units of the atlas whose label or top rendered words match ``query``."""
     from .grid import unit_cards

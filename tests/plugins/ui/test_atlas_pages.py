@@ -141,3 +141,19 @@ def test_app_opens_on_an_atlas_or_names_what_is_wrong(monkeypatch, demo_atlas, t
     assert calls[-1]["MMNEURONS_DEFAULT_MODEL"] == "demo:shapes"
     out = runner.invoke(main, ["app", "--atlas", str(tmp_path), "--headless"])
     assert out.exit_code == 1 and "is not an atlas" in out.output and len(calls) == 1
+
+
+def test_a_damaged_atlas_is_said_and_the_page_goes_on(demo_atlas, monkeypatch, tmp_path):
+    import shutil
+
+    copy = tmp_path / "atlas"
+    shutil.copytree(demo_atlas, copy)
+    with Atlas.open(copy) as book:
+        book.file(book.unit("layer4.0:489").values["vis"]["file"]).unlink()   # a file removed by hand
+    monkeypatch.setenv(atlas_panels.ATLAS_ENV, str(copy))
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=300)
+    at.query_params.update({"model": "demo:shapes", "layer": "layer4.0", "unit": "489"})
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("the atlas could not be read" in w.value for w in at.warning)
+    assert any(b.label == "Render channel" for b in at.button)      # recompute is still there
