@@ -291,7 +291,8 @@ def layer_panel(model: ClipModel, book: Atlas, layer: str, key: str = "layer.atl
                   key=f"{key}.table")
     if not chosen:
         return
-    shown = st.slider("Units shown as cards", 1, len(chosen), min(24, len(chosen)), key=f"{key}.shown")
+    shown = st.slider("Units shown as cards", 1, len(chosen), min(24, len(chosen)), key=f"{key}.shown") \
+        if len(chosen) > 1 else 1  # a slider needs two values to slide between
     cards = [{"unit": r["unit"], **{name: r.get(c) for c, name in CARD_COLUMNS.items() if c in r}}
              for r in chosen[:shown]]
     thumbs = {r["unit"]: file_image(book, r["_vis"]) for r in chosen[:shown] if r.get("_vis")}

@@ -88,6 +88,9 @@ def test_the_layer_page_lists_every_unit_and_filters_by_a_stored_column(app, dem
     expected = {r["unit"] for r in rows if label.lower() in r["neuron_label.labels.label"].lower()}
     assert set(filtered["unit"]) == expected and "layer4.0:7" in expected
     app.text_input(key="layer.atlas.filter").input("").run()
+    app.selectbox(key="layer.atlas.where").select("channel").run()
+    app.text_input(key="layer.atlas.filter").input("511").run()      # one unit left: its card, no slider
+    assert list(app.dataframe[0].value["unit"]) == ["layer4.0:511"] and not app.exception
     app.selectbox(key="layer.atlas.where").select("examples.max").run()
     app.text_input(key="layer.atlas.filter").input("1.5").run()
     assert set(app.dataframe[0].value["unit"]) == {r["unit"] for r in rows if r["examples.max"] >= 1.5}
