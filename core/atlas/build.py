@@ -314,7 +314,7 @@ class Builder:
                 self.write_units(layer, "examples", values, files)
                 self.mark(layer, "examples", "done", params, version,
                           note=f"{scan.n_images} images, {len(scan.skipped)} skipped")
-        return {"layers": len(todo), "images": scan.n_images, "skipped": len(scan.skipped)}
+        return {"layers": len(todo), "images": scan.n_images, "unreadable": len(scan.skipped)}
 
     def stage_vis(self) -> dict:
         from ..results import image_to_png_bytes
@@ -364,7 +364,7 @@ class Builder:
         params = plugin_params(probe, {**dict(probe.atlas), **self.options.probe_params.get(name, {})})
         version = self.plugin_version(probe)
         source = self.source if probe.source == "images" else None
-        done = 0
+        done, skipped = 0, {}
         for layer in self.options.layers:
             if self.stage_state(layer, name, params, version) in ("done", "skipped"):
                 continue
@@ -374,6 +374,7 @@ class Builder:
                 except (ImageLoadError, ValueError) as exc:  # what this source cannot give: said, not fatal
                     with transaction(self.conn):
                         self.mark(layer, name, "skipped", params, version, note=str(exc))
+                    skipped[layer] = str(exc)
                     continue
             values: dict[int, dict] = {}
             for table, rows in (getattr(result, "tables", None) or {}).items():
@@ -388,7 +389,7 @@ class Builder:
                 self.mark(layer, name, "done", params, version,
                           note="; ".join(getattr(result, "warnings", []) or [])[:500])
             done += 1
-        return {"layers": done}
+        return {"layers": done, **({"skipped": skipped} if skipped else {})}
 
 
 def build_atlas(model: "ClipModel", folder: "str | os.PathLike", source: "ImageSource", source_desc: str,

@@ -78,7 +78,9 @@ def build(model, layers, path, images, source_name, source_pairs, with_, without
         except (OSError, sqlite3.OperationalError) as exc:  # disk full, permissions: said in one line
             raise click.ClickException(f"{exc}; {RESUME}") from None
     for stage, what in report.items():
-        click.echo(f"{stage}: " + ", ".join(f"{key} {value}" for key, value in what.items()))
+        click.echo(f"{stage}: " + ", ".join(f"{key} {value}" for key, value in what.items() if key != "skipped"))
+        for layer, why in what.get("skipped", {}).items():
+            click.echo(f"warning: {stage} skipped for {layer}: {why}", err=True)
     click.echo(f"-> {path} ({time.time() - started:.0f} s)")
 
 

@@ -112,7 +112,7 @@ def test_a_stage_built_with_other_parameters_is_built_again(tmp_path, tiny_resne
                             vis_batch=64, batch_size=16)
         return build_atlas(tiny_resnet, folder, images, images.describe(), opts, registry=registry)
 
-    assert build(2) == {"examples": {"layers": 1, "images": 72, "skipped": 0}, "vis": {"units": 64}}
+    assert build(2) == {"examples": {"layers": 1, "images": 72, "unreadable": 0}, "vis": {"units": 64}}
     before = contents(folder)
     assert build(2) == {"examples": {"layers": 0}, "vis": {"units": 0}}   # nothing left to do
     assert contents(folder) == before

@@ -75,3 +75,19 @@ def test_a_full_disk_stops_the_build_in_one_line_and_it_resumes(tmp_path, tiny_c
         assert book.stages("layer1.0")["examples"].state == "done"
     assert CliRunner().invoke(main, build_args(tiny_checkpoint, reference)).exit_code == 0
     assert_same_atlas(folder, reference)
+
+
+def test_a_stage_the_source_cannot_feed_is_skipped_with_its_reason(tmp_path, tiny_checkpoint, registry):
+    from tests.helpers import write_random_images
+
+    photos = write_random_images(tmp_path / "photos", 6)      # no concept x modality structure
+    folder = tmp_path / "atlas"
+    result = CliRunner().invoke(main, ["atlas", "build", f"openclip:{tiny_checkpoint}", "--layer", "layer1.0",
+                                       "--atlas", str(folder), "--images", str(photos), "--with", "examples",
+                                       "--with", "modality", "--k", "2", "--workers", "0"])
+    assert result.exit_code == 0, result.output
+    assert "warning: modality skipped for layer1.0: modality probe: every image needs a concept" in result.output
+    with Atlas.open(folder) as book:
+        info = book.stages("layer1.0")["modality"]
+        assert info.state == "skipped" and "concept" in info.note
+        assert book.counts("layer1.0") == {"examples": 64}
