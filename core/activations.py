@@ -174,27 +174,39 @@ def layer_means(model: "ClipModel", source: "ImageSource", layer: str, *, batch_
     (the layer is read by a hook on the way). Use :func:`scan_top_k` instead when only the top
     images per channel are needed: this keeps ``N x C`` numbers.
     """
+    return layers_means(model, source, [layer], batch_size=batch_size, num_workers=num_workers,
+                        embeddings=embeddings, progress=progress)[layer]
+
+
+def layers_means(model: "ClipModel", source: "ImageSource", layers: Sequence[str], *, batch_size: int = 64,
+                 num_workers: int | None = None, embeddings: bool = False,
+                 progress: Progress = no_progress) -> dict[str, LayerMeans]:
+    """:func:`layer_means` of several layers in one pass over ``source``: ``{layer: LayerMeans}``."""
     from .images import ImageLoadError, iterate_batches
 
-    rows, embs, indices, skipped = [], [], [], []
+    layers = list(dict.fromkeys(layers))
+    rows: dict[str, list] = {layer: [] for layer in layers}
+    embs, indices, skipped = [], [], []
+    what = f"activations of {', '.join(layers)}"
     with torch.inference_mode(), model.lock:
         for batch in iterate_batches(source, model.image_size, batch_size=batch_size, num_workers=num_workers):
             skipped += batch.skipped
             if len(batch.indices):
                 if embeddings:
-                    with layer_hooks(model, [layer], stop=False) as store:
+                    with layer_hooks(model, layers, stop=False) as store:
                         embs.append(model.encode_image(batch.pixels).float().cpu())
-                    acts = store[layer]
+                    acts = {layer: store[layer] for layer in layers}
                 else:
-                    acts = capture_layers(model, batch.pixels, [layer])[layer]
-                rows.append(reduce_spatial(acts, "mean").float().cpu())
+                    acts = capture_layers(model, batch.pixels, layers)
+                for layer in layers:
+                    rows[layer].append(reduce_spatial(acts[layer], "mean").float().cpu())
                 indices += batch.indices.tolist()
-            progress(len(indices) + len(skipped), len(source), f"activations of {layer}")
+            progress(len(indices) + len(skipped), len(source), what)
     if not indices:
         raise ImageLoadError(f"no image could be loaded from {source.describe()}: {len(skipped)} skipped"
                              + (f" (first: {skipped[0][1]})" if skipped else ""))
-    return LayerMeans(torch.cat(rows).numpy(), indices, skipped,
-                      torch.cat(embs).numpy() if embeddings else None)
+    emb = torch.cat(embs).numpy() if embeddings else None
+    return {layer: LayerMeans(torch.cat(rows[layer]).numpy(), list(indices), list(skipped), emb) for layer in layers}
 
 
 class StreamingTopK:

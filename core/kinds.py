@@ -156,6 +156,13 @@ class Probe(PluginObject):
         """Return a result (a ``ProbeResult`` or one of ``result_types``)."""
         return self.compute(model, self.parse_target(model, target), source, self.resolve(params), progress)
 
+    def run_layers(self, model: "ClipModel", layers: Sequence[str], source: Any,
+                   params: Mapping[str, Any] | None = None, progress: Progress = no_progress) -> dict[str, Any]:
+        """``{layer: result}`` of :meth:`run` on each of ``layers`` (the atlas runs a probe stage on
+        all its layers this way). A probe that can serve several layers from one pass over its
+        source overrides this."""
+        return {layer: self.run(model, layer, source, params, progress) for layer in layers}
+
     def parse_target(self, model: "ClipModel", target: Any) -> Any:
         """The target as :meth:`compute` takes it: a validated :class:`~mmneurons.units.Unit` for
         ``layer:channel`` where units are accepted, a validated layer name where layers are, else

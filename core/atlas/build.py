@@ -9,7 +9,8 @@ Stages (``--with`` / ``--without`` name them):
   ``diversity`` its further images are kept as ``samples``), in batches that commit one by one; a
   resumed build renders the same batches, so it writes the same bytes;
 - one stage per probe that declares ``atlas`` parameters (built in: ``rendered_words``,
-  ``neuron_label``, ``modality``): the probe runs on the whole layer and its per-unit table rows
+  ``neuron_label``, ``modality``): the probe runs on the whole layers (``Probe.run_layers``: one
+  pass over the word list for all of them, for ``rendered_words``) and its per-unit table rows
   become the unit's values. A probe whose source lacks what it needs (``modality`` without concept x
   modality images) is recorded as skipped, with the reason.
 
@@ -360,22 +361,25 @@ class Builder:
         return {"units": rendered}
 
     def stage_probe(self, name: str) -> dict:
+        """One probe on every layer not done yet, in one call (a probe may serve them from one pass)."""
         probe = self.registry.get("mmneurons_probes", name)
         params = plugin_params(probe, {**dict(probe.atlas), **self.options.probe_params.get(name, {})})
         version = self.plugin_version(probe)
         source = self.source if probe.source == "images" else None
-        done, skipped = 0, {}
-        for layer in self.options.layers:
-            if self.stage_state(layer, name, params, version) in ("done", "skipped"):
-                continue
-            with self.stage_progress(f"{name}: {layer}") as progress:
-                try:
-                    result = probe.run(self.model, layer, source, params, progress)
-                except (ImageLoadError, ValueError) as exc:  # what this source cannot give: said, not fatal
-                    with transaction(self.conn):
+        todo = [layer for layer in self.options.layers
+                if self.stage_state(layer, name, params, version) not in ("done", "skipped")]
+        if not todo:
+            return {"layers": 0}
+        with self.stage_progress(f"{name}: {', '.join(todo)}") as progress:
+            try:
+                results = probe.run_layers(self.model, todo, source, params, progress)
+            except (ImageLoadError, ValueError) as exc:  # what this source cannot give: said, not fatal
+                with transaction(self.conn):
+                    for layer in todo:
                         self.mark(layer, name, "skipped", params, version, note=str(exc))
-                    skipped[layer] = str(exc)
-                    continue
+                return {"layers": 0, "skipped": dict.fromkeys(todo, str(exc))}
+        for layer in todo:
+            result = results[layer]
             values: dict[int, dict] = {}
             for table, rows in (getattr(result, "tables", None) or {}).items():
                 for row in rows if isinstance(rows, list) else ():
@@ -388,8 +392,7 @@ class Builder:
                 self.write_units(layer, name, values, [])
                 self.mark(layer, name, "done", params, version,
                           note="; ".join(getattr(result, "warnings", []) or [])[:500])
-            done += 1
-        return {"layers": done, **({"skipped": skipped} if skipped else {})}
+        return {"layers": len(todo)}
 
 
 def build_atlas(model: "ClipModel", folder: "str | os.PathLike", source: "ImageSource", source_desc: str,

@@ -4,11 +4,11 @@ mean over its 10,000 words); ranks do not change."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
-from mmneurons.activations import layer_means
+from mmneurons.activations import layer_means, layers_means
 from mmneurons.images import WordSource
 from mmneurons.kinds import Probe, Progress, no_progress
 from mmneurons.models import ClipModel
@@ -39,14 +39,32 @@ class RenderedWordsProbe(Probe):
     def compute(self, model: ClipModel, target: Any, source: Any, values: dict,
                 progress: Progress = no_progress) -> ProbeResult:
         unit, layer = unit_and_layer(target)
-        text = str(target)
+        source = self.words_source(model, source, values)
+        acts = layer_means(model, source, layer, batch_size=values["batch_size"], progress=progress).acts
+        return self.result(model, str(target), unit, layer, source.words, acts, values)
+
+    def run_layers(self, model: ClipModel, layers: Sequence[str], source: Any, params: Any = None,
+                   progress: Progress = no_progress) -> dict[str, ProbeResult]:
+        """Every layer from one pass over the word list."""
+        values = self.resolve(params)
+        layers = [self.parse_target(model, layer) for layer in layers]
+        source = self.words_source(model, source, values)
+        means = layers_means(model, source, layers, batch_size=values["batch_size"], progress=progress)
+        return {layer: self.result(model, layer, None, layer, source.words, means[layer].acts, values)
+                for layer in layers}
+
+    @staticmethod
+    def words_source(model: ClipModel, source: Any, values: dict) -> WordSource:
         if source is None:
             source = WordSource(default_words(values["n_words"]), size=values["size"] or model.image_size)
         if not isinstance(source, WordSource):
             raise TypeError("rendered_words takes a WordSource (a word list), not an image folder")
-        acts = layer_means(model, source, layer, batch_size=values["batch_size"], progress=progress).acts
+        return source
+
+    def result(self, model: ClipModel, text: str, unit: Any, layer: str, words: list[str], acts: np.ndarray,
+               values: dict) -> ProbeResult:
+        """The ranking of ``words`` by their activations ``acts`` [words, C] for one unit or the layer."""
         shown = acts - acts.mean(axis=0, keepdims=True) if values["centered"] else acts
-        words = source.words
         top = min(values["top"], len(words))
         warnings = [f"top={values['top']} is more than the {len(words)} words"] if values["top"] > len(words) else []
         if unit is not None:
