@@ -29,8 +29,8 @@ APPEND = {("demo", "train"): ["--steps", "2", "--images", "256", "--batch-size",
           ("demo", "evaluate"): ["--per-cell", "2"],
           ("visualize",): ["--steps", "8"],
           ("probe", "rendered_words"): ["-p", "n_words=300"],
-          ("atlas", "build"): ["-s", "per_cell=2", "-p", "rendered_words.n_words=300", "-p",
-                               "neuron_label.n_words=300", "--vis-batch", "128"]}
+          ("atlas", "build"): ["-s", "per_cell=1", "--steps", "2", "-p", "rendered_words.n_words=300", "-p",
+                               "neuron_label.n_words=300", "--vis-batch", "256"]}
 #: what an offline machine answers to a pretrained tag: the one-line error the README promises
 OFFLINE = "not in the local cache"
 

@@ -11,33 +11,15 @@ import pytest
 from click.testing import CliRunner
 from streamlit.testing.v1 import AppTest
 
-from mmneurons.atlas import Atlas, BuildOptions, build_atlas
+from mmneurons.atlas import Atlas
 from mmneurons.cli import main
 from mmneurons.plugins.ui import app as router
 from mmneurons.plugins.ui import atlas_panels, state
-from mmneurons.registry import get_registry
+
+from .conftest import SMALL
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
-
-#: a small atlas of the demo model (the full one is `mmneurons atlas build demo:shapes ...`)
-SMALL = {"layers": ["layer4.0"], "source": "demo_shapes", "source_params": {"per_cell": 1}, "k": 3,
-         "vis_params": {"steps": 2}, "vis_batch": 256, "probe_params": {"rendered_words": {"n_words": 100}}}
-
-
-def small_options() -> BuildOptions:
-    return BuildOptions(layers=SMALL["layers"], k=SMALL["k"], vis_params=SMALL["vis_params"],
-                        vis_batch=SMALL["vis_batch"], probe_params=SMALL["probe_params"])
-
-
-@pytest.fixture(scope="module")
-def demo_atlas(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("demo-atlas") / "atlas"
-    model = state._load_model("demo:shapes", "auto")
-    source = get_registry().get("mmneurons_image_sources", "demo_shapes").create(per_cell=1)
-    build_atlas(model, folder, source, source.describe(), small_options())
-    return folder
-
 
 @pytest.fixture
 def app(demo_atlas, monkeypatch):
@@ -100,8 +82,10 @@ def test_the_layer_page_lists_every_unit_and_filters_by_a_stored_column(app, dem
 def test_the_search_page_finds_units_by_label(app, demo_atlas):
     with Atlas.open(demo_atlas) as book:
         rows = book.layer("layer4.0").table()
-    labels = [r["neuron_label.labels.label"] for r in rows]
-    label = min(set(labels), key=labels.count)       # the rarest label: all its units fit on the page
+        labels = [r["neuron_label.labels.label"] for r in rows]
+        # a label whose matches (as a word prefix, in any unit's words) all fit on the page
+        label = next(lb for lb in sorted(set(labels), key=lambda lb: (labels.count(lb), -len(lb), lb))
+                     if len({h.unit for h in book.search(lb, limit=1000)}) <= 40)
     units = {r["unit"] for r in rows if r["neuron_label.labels.label"] == label}
     app.query_params["q"] = label
     page(app, "search")

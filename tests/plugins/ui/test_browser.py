@@ -263,22 +263,10 @@ def test_stop_ends_a_run_at_once_and_frees_the_model(page, slow_url):
 
 
 @pytest.fixture(scope="module")
-def atlas_url(tmp_path_factory):
-    """A server whose pages read an atlas of the demo model's layer4.0: a small one built here, or
+def atlas_url(tmp_path_factory, demo_atlas):
+    """A server whose pages read an atlas of the demo model's layer4.0: the session's small one, or
     the one MMNEURONS_BROWSER_ATLAS names (the README's picture: the full `mmneurons atlas build`)."""
-    given = os.environ.get("MMNEURONS_BROWSER_ATLAS")
-    if given:
-        folder = Path(given).resolve()
-    else:
-        from mmneurons.atlas import build_atlas
-        from mmneurons.plugins.ui import state
-        from mmneurons.registry import get_registry
-
-        from .test_atlas_pages import small_options
-
-        folder = tmp_path_factory.mktemp("atlas") / "atlas"
-        source = get_registry().get("mmneurons_image_sources", "demo_shapes").create(per_cell=1)
-        build_atlas(state._load_model("demo:shapes", "auto"), folder, source, source.describe(), small_options())
+    folder = Path(os.environ.get("MMNEURONS_BROWSER_ATLAS") or demo_atlas).resolve()
     with serve(tmp_path_factory.mktemp("atlas-app"), MMNEURONS_ATLAS=str(folder)) as url:
         yield url
 
