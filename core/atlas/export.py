@@ -1,8 +1,8 @@
 """``mmneurons atlas export PATH --html DIR``: a static, Microscope-like site that opens from disk.
 
 ``index.html`` lists the layers; ``<layer>/index.html`` shows every unit's visualization with its
-label and scores in a table that sorts on a click (a few lines of inline JavaScript, no server, no
-external files); ``<layer>/<channel>.html`` is one unit: visualization, top and bottom dataset
+label and scores in a table that sorts on a click and filters as you type (a few lines of inline
+JavaScript, no server, no external files); ``<layer>/<channel>.html`` is one unit: visualization, top and bottom dataset
 examples, top rendered words, label, modality chart (inline SVG). Images are copied under
 ``files/`` by their content hash, so every link is relative and the folder can be zipped and shared.
 """
@@ -25,6 +25,10 @@ table{border-collapse:collapse}td,th{padding:3px 8px;border-bottom:1px solid #dd
 th{cursor:pointer;background:#f3f4f6}img.vis{width:96px;height:96px;image-rendering:auto}
 .examples img{width:96px;height:96px;margin:2px}.examples figure{display:inline-block;margin:3px;font-size:11px}
 .big{width:224px;height:224px}.note{color:#666;font-size:12px}nav{margin-bottom:1em}"""
+
+FILTER_SCRIPT = """const q=document.getElementById('q');q.addEventListener('input',()=>{const t=q.value.toLowerCase();
+let n=0;document.querySelectorAll('tbody tr').forEach(r=>{const show=!t||r.textContent.toLowerCase().includes(t);
+r.style.display=show?'':'none';n+=show});document.getElementById('shown').textContent=n});"""
 
 SORT_SCRIPT = """document.querySelectorAll('th').forEach((th,i)=>th.addEventListener('click',()=>{
 const body=th.closest('table').tBodies[0];const rows=[...body.rows];const dir=th.dataset.dir==='1'?-1:1;
@@ -131,9 +135,10 @@ class Exporter:
                         f"<td><a href='{unit.channel}.html'>{image}</a></td>"
                         + "".join(cell(dig(unit.values, path)) for _, path in COLUMNS) + "</tr>")
         body = (f"<nav><a href='../index.html'>atlas</a></nav><h1>{html.escape(layer.name)}</h1>"
-                f"<p class='note'>{layer.channels} units; click a heading to sort</p>"
+                f"<p class='note'><span id='shown'>{layer.channels}</span> of {layer.channels} units; click a "
+                f"heading to sort; <input id='q' placeholder='filter: label, word, concept ...'></p>"
                 f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
-        (folder / "index.html").write_text(page(layer.name, body, SORT_SCRIPT))
+        (folder / "index.html").write_text(page(layer.name, body, SORT_SCRIPT + FILTER_SCRIPT))
 
     def unit(self, layer: AtlasLayer, unit: AtlasUnit) -> None:
         v = unit.values

@@ -81,3 +81,19 @@ def test_the_export_never_writes_into_a_folder_of_other_files(reference_atlas, t
     result = CliRunner().invoke(main, ["atlas", "export", str(reference_atlas), "--html", str(tmp_path)])
     assert result.exit_code == 1 and "holds other files" in result.output
     assert [p.name for p in tmp_path.iterdir()] == ["mine.txt"]
+
+
+def test_the_layer_index_filters_as_you_type(site, browser, reference_atlas):
+    page = browser.new_page()
+    page.goto((site / "layer1.0" / "index.html").as_uri())
+    with Atlas.open(reference_atlas) as book:
+        rows = book.layer("layer1.0").table()
+    label = rows[5]["neuron_label.labels.label"]
+    page.fill("#q", label)
+    visible = page.eval_on_selector_all("tbody tr", "rows => rows.filter(r => r.style.display !== 'none')"
+                                                    ".map(r => r.cells[0].textContent)")
+    assert "5" in visible and len(visible) < 64
+    assert page.inner_text("#shown") == str(len(visible))
+    page.fill("#q", "")
+    assert page.eval_on_selector_all("tbody tr", "rows => rows.filter(r => r.style.display !== 'none').length") == 64
+    page.close()
