@@ -9,9 +9,9 @@ Stages (``--with`` / ``--without`` name them):
   ``diversity`` its further images are kept as ``samples``), in batches that commit one by one; a
   resumed build renders the same batches, so it writes the same bytes;
 - one stage per probe that declares ``atlas`` parameters (built in: ``rendered_words``,
-  ``neuron_label``, ``modality``): the probe runs on the whole layers (``Probe.run_layers``: one
-  pass over the word list for all of them, for ``rendered_words``) and its per-unit table rows
-  become the unit's values. A probe whose source lacks what it needs (``modality`` without concept x
+  ``neuron_label``, ``modality``): the probe runs on all the layers at once (``Probe.run_layers``;
+  the built-in three make one pass over their images or words for all of them) and its per-unit
+  table rows become the unit's values. A probe whose source lacks what it needs (``modality`` without concept x
   modality images) is recorded as skipped, with the reason.
 
 Files are written before the rows that name them; every write of rows is one transaction.

@@ -4,11 +4,11 @@ concept has no score (``null`` in the saved result)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
-from mmneurons.activations import layer_means
+from mmneurons.activations import layer_means, layers_means
 from mmneurons.analysis import concept_modality_table, max_z, modality_of, multimodality
 from mmneurons.images import ImageLoadError, skipped_note
 from mmneurons.kinds import Probe, Progress, no_progress
@@ -33,13 +33,34 @@ class ModalityProbe(Probe):
     def compute(self, model: ClipModel, target: Any, source: Any, values: dict,
                 progress: Progress = no_progress) -> ProbeResult:
         unit, layer = unit_and_layer(target)
-        info = model.layer_info(layer)
+        records, modalities = self.structure(source)
+        means = layer_means(model, source, layer, batch_size=values["batch_size"], progress=progress)
+        return self.profile(model, str(target), unit, layer, records, modalities, means, values)
+
+    def run_layers(self, model: ClipModel, layers: Sequence[str], source: Any, params: Any = None,
+                   progress: Progress = no_progress) -> dict[str, ProbeResult]:
+        """Every layer from one pass over the images."""
+        values = self.resolve(params)
+        layers = [self.parse_target(model, layer) for layer in layers]
+        records, modalities = self.structure(source)
+        means = layers_means(model, source, layers, batch_size=values["batch_size"], progress=progress)
+        return {layer: self.profile(model, layer, None, layer, records, modalities, means[layer], values)
+                for layer in layers}
+
+    @staticmethod
+    def structure(source: Any) -> tuple[list, list]:
+        """Each image's record and modality; an error unless every image has a concept and a modality."""
         records = [source.record(i) for i in range(len(source))]
         modalities = [modality_of(r) for r in records]
         if any(m is None for m in modalities) or any(r.category is None for r in records):
             raise ImageLoadError("modality probe: every image needs a concept and a modality (folders "
                                  "concept/modality/*.png, or the demo_shapes source)")
-        means = layer_means(model, source, layer, batch_size=values["batch_size"], progress=progress)
+        return records, modalities
+
+    def profile(self, model: ClipModel, text: str, unit: Any, layer: str, records: list, modalities: list,
+                means: Any, values: dict) -> ProbeResult:
+        """The concept x modality table of ``layer`` and the multimodality of its units (or of one)."""
+        info = model.layer_info(layer)
         acts, kept, skipped = means.acts, means.indices, len(means.skipped)
         table, concepts, mods = concept_modality_table(acts, [records[i].category for i in kept],
                                                        [modalities[i] for i in kept])
@@ -76,6 +97,6 @@ class ModalityProbe(Probe):
             images.append(grouped_bars(concepts, {mod: table[m, :, c] for m, mod in enumerate(mods)},
                                        f"{unit}: mean activation per concept and modality", "mean activation"))
             captions.append(f"{unit} by concept and modality")
-        return ProbeResult(probe=self.name, model_id=model.model_id, target=str(target), summary=summary,
+        return ProbeResult(probe=self.name, model_id=model.model_id, target=text, summary=summary,
                            tables=tables, arrays={"table": table, "score": score}, images=images,
                            captions=captions, params=values, warnings=warnings)

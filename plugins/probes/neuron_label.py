@@ -11,13 +11,13 @@ most frequent English words (wordfreq's bundled data), as CLIP-Dissect's 20,000 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from mmneurons.access import check_readable
-from mmneurons.activations import layer_means
+from mmneurons.activations import layer_means, layers_means
 from mmneurons.images import ImageLoadError, skipped_note
 from mmneurons.kinds import Probe, Progress, no_progress
 from mmneurons.models import ClipModel
@@ -79,6 +79,27 @@ class NeuronLabelProbe(Probe):
 
     def compute(self, model: ClipModel, target: Any, source: Any, values: dict,
                 progress: Progress = no_progress) -> ProbeResult:
+        unit, layer = unit_and_layer(target)
+        concepts, words, warnings = self.vocabulary(model, values, progress)
+        # one full pass per batch gives both the layer (read by a hook on the way) and the image embeddings
+        means = layer_means(model, source, layer, batch_size=values["batch_size"], embeddings=True,
+                            progress=progress)
+        return self.label(model, str(target), unit, layer, source, means, concepts, words, warnings, values)
+
+    def run_layers(self, model: ClipModel, layers: Sequence[str], source: Any, params: Any = None,
+                   progress: Progress = no_progress) -> dict[str, ProbeResult]:
+        """Every layer from one embedding of the vocabulary and one pass over the images."""
+        values = self.resolve(params)
+        layers = [self.parse_target(model, layer) for layer in layers]
+        concepts, words, warnings = self.vocabulary(model, values, progress)
+        means = layers_means(model, source, layers, batch_size=values["batch_size"], embeddings=True,
+                             progress=progress)
+        return {layer: self.label(model, layer, None, layer, source, means[layer], concepts, words, list(warnings),
+                                  values) for layer in layers}
+
+    def vocabulary(self, model: ClipModel, values: dict, progress: Progress) -> tuple[list[str], torch.Tensor, list]:
+        """The concept words (given, or the default words the tokenizer knows), their text
+        embeddings, and what to warn about them."""
         given = bool(values["concepts"].strip())
         concepts = self.concepts(values["concepts"]) if given else default_words(values["n_words"])
         readable = [not self.unknown(model, c) for c in concepts]
@@ -93,14 +114,15 @@ class NeuronLabelProbe(Probe):
             if len(concepts) < 2:
                 raise ValueError(f"neuron_label: the model's tokenizer knows {len(concepts)} of the "
                                  f"{values['n_words']} default words; give -p concepts=...")
-        unit, layer = unit_and_layer(target)
-        text = str(target)
         if "{}" not in values["template"]:
             raise ValueError("neuron_label: the template must contain '{}'")
         words = self.embed(model, [values["template"].format(c) for c in concepts], progress)
-        # one full pass per batch gives both the layer (read by a hook) and the image embeddings
-        means = layer_means(model, source, layer, batch_size=values["batch_size"], embeddings=True,
-                            progress=progress)
+        return concepts, words, warnings
+
+    def label(self, model: ClipModel, text: str, unit: Any, layer: str, source: Any, means: Any,
+              concepts: list[str], words: torch.Tensor, warnings: list, values: dict) -> ProbeResult:
+        """Soft-WPMI labels of one unit or every unit of ``layer`` from the layer's per-image means."""
+        given = bool(values["concepts"].strip())
         acts_np, skipped = means.acts, len(means.skipped)
         sims = torch.from_numpy(means.embeddings) @ words.float().cpu().T
         p = torch.softmax(sims / values["temperature"], dim=1).numpy()

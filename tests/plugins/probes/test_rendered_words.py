@@ -28,12 +28,3 @@ def test_several_layers_from_one_pass_equal_one_run_each(registry, tiny_resnet):
         alone = probe.run(tiny_resnet, layer, WordSource(words, size=64), {"top": 3, "batch_size": 4})
         assert together[layer].tables == alone.tables
         assert together[layer].target == layer and together[layer].summary == alone.summary
-
-
-def test_the_probe_base_runs_each_layer(registry, tiny_resnet):
-    """A probe that does not override run_layers: one run per layer, as the atlas expects."""
-    probe = registry.get("mmneurons_probes", "modality")
-    source = registry.get("mmneurons_image_sources", "demo_shapes").create(per_cell=1, size=64)
-    results = probe.run_layers(tiny_resnet, ["layer1.0", "layer2.0"], source, {"top": 0})
-    assert sorted(results) == ["layer1.0", "layer2.0"]
-    assert results["layer2.0"].tables == probe.run(tiny_resnet, "layer2.0", source, {"top": 0}).tables
