@@ -69,18 +69,3 @@ def test_an_unreachable_z_min_is_said_not_silently_met_by_no_unit(registry, tmp_
     lowered = probe.run(load_model("demo:shapes"), "layer4.0", _write_demo_folder(tmp_path / "again", concepts),
                         {"z_min": 0.7 * max_z(len(concepts))})
     assert lowered.summary["multimodal_units"] > 0 and not [w for w in lowered.warnings if "z_min" in w]
-
-
-def test_several_layers_from_one_pass_equal_one_run_each(registry, tiny_resnet):
-    """The atlas runs the probe on all its layers at once: one pass over the images, the same
-    tables as one run per layer."""
-    source = registry.get("mmneurons_image_sources", "demo_shapes").create(per_cell=1, size=64)
-    loads = []
-    load = source.load
-    source.load = lambda i: loads.append(i) or load(i)
-    probe = registry.get("mmneurons_probes", "modality")
-    together = probe.run_layers(tiny_resnet, ["layer1.0", "layer3"], source, {"top": 0, "profile": True})
-    assert sorted(loads) == list(range(len(source)))          # every image once, for both layers
-    for layer in ("layer1.0", "layer3"):
-        alone = probe.run(tiny_resnet, layer, source, {"top": 0, "profile": True})
-        assert together[layer].tables == alone.tables and together[layer].target == layer

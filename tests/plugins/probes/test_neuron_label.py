@@ -84,18 +84,3 @@ def test_neuron_label_warns_about_words_the_tokenizer_cannot_read(registry, demo
                                                                   {"concepts": "star,moon,zebra,xylophone"})
     [warning] = [w for w in result.warnings if "unknown to the model's tokenizer" in w]
     assert warning.startswith("2 concept words") and "zebra, xylophone" in warning
-
-
-def test_several_layers_from_one_pass_equal_one_run_each(registry, tiny_resnet):
-    """The atlas runs the probe on all its layers at once: one pass over the images, the same
-    tables as one run per layer."""
-    source = registry.get("mmneurons_image_sources", "demo_shapes").create(per_cell=1, size=64)
-    loads = []
-    load = source.load
-    source.load = lambda i: loads.append(i) or load(i)
-    probe = registry.get("mmneurons_probes", "neuron_label")
-    together = probe.run_layers(tiny_resnet, ["layer1.0", "layer3"], source, {"n_words": 300, "k": 5})
-    assert sorted(loads) == list(range(len(source)))          # every image once, for both layers
-    for layer in ("layer1.0", "layer3"):
-        alone = probe.run(tiny_resnet, layer, source, {"n_words": 300, "k": 5})
-        assert together[layer].tables == alone.tables and together[layer].target == layer
