@@ -98,7 +98,9 @@ def summary(path: str) -> dict[str, Any]:
                                              "finished": info.finished, "note": info.note}
                                       for name, info in layer.stages().items()}})
         builds = book.builds()
+        unused = book.unreferenced_files()
         return {"atlas": str(book.folder), "identity": book.identity, "layers": layers,
+                "unreferenced_files": {"count": len(unused), "bytes": sum(row[2] for row in unused)},
                 "builds": [{"id": b.id, "state": b.state, "started": b.started, "finished": b.finished,
                             "error": b.error} for b in builds]}
 
@@ -122,6 +124,10 @@ def info(path: str, as_json: bool) -> None:
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(stage["finished"])) if stage["finished"] else ""
             note = f"  ({stage['note']})" if stage["note"] else ""
             click.echo(f"    {name:<16} {stage['state']:<8} {stage['units']:>6}/{layer['channels']}  {when}{note}")
+    unused = data["unreferenced_files"]
+    if unused["count"]:
+        click.echo(f"  {unused['count']} files no unit names ({unused['bytes'] / 1e6:.1f} MB): "
+                   f"`mmneurons atlas gc {data['atlas']}` removes them")
     if data["builds"]:
         last = data["builds"][-1]
         click.echo(f"  {len(data['builds'])} build(s); the last: {last['state']}"
@@ -163,3 +169,23 @@ def upgrade(path: str) -> None:
             conn.close()
     click.echo(f"{folder}: schema {before} -> {store.SCHEMA_VERSION}"
                if before != store.SCHEMA_VERSION else f"{folder}: schema {before}, up to date")
+
+
+@atlas.command()
+@click.argument("path", type=click.Path(file_okay=False))
+def gc(path: str) -> None:
+    """Delete the stored files no unit names any more (left by stages built again with other parameters)."""
+    from . import store
+    from .build import build_lock
+
+    folder = Path(path)
+    with user_errors():
+        if not (folder / store.DB_NAME).is_file():
+            raise store.AtlasError(f"{folder} is not an atlas (no {store.DB_NAME})")
+        with build_lock(folder):  # never while a build writes
+            conn = store.connect(folder, write=True)
+            try:
+                count, size = store.remove_unreferenced_files(folder, conn)
+            finally:
+                conn.close()
+    click.echo(f"{folder}: removed {count} unreferenced files ({size / 1e6:.1f} MB)")

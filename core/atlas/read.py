@@ -218,6 +218,13 @@ class Atlas:
             raise AtlasError(f"{self.folder}: no stored file {digest[:12]}...")
         return store.file_path(self.folder, digest, row[0][0])
 
+    def unreferenced_files(self) -> list[tuple[str, str, int]]:
+        """Stored files no unit names any more (``mmneurons atlas gc`` removes them): (hash, suffix, bytes)."""
+        try:
+            return store.unreferenced_files(self._conn)
+        except sqlite3.DatabaseError as exc:
+            raise AtlasError(f"{self.folder}: cannot read the atlas ({exc})") from None
+
     def maps(self, unit: str) -> np.ndarray:
         """The activation maps of a unit's top images, ``[k, height, width]``."""
         digest = self.unit(unit).values.get("examples", {}).get("maps")

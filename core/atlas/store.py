@@ -168,6 +168,34 @@ def remove_partial_files(folder: Path) -> int:
     return removed
 
 
+def _hashes(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        if len(value) == 64 and all(c in "0123456789abcdef" for c in value):
+            yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _hashes(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _hashes(v)
+
+
+def unreferenced_files(conn: sqlite3.Connection) -> list[tuple[str, str, int]]:
+    """The stored files no unit value names any more (left by stages built again): (hash, suffix, bytes)."""
+    named = {h for (data,) in conn.execute("SELECT data FROM unit_values") for h in _hashes(json.loads(data))}
+    return [row for row in conn.execute("SELECT hash, suffix, bytes FROM files") if row[0] not in named]
+
+
+def remove_unreferenced_files(folder: Path, conn: sqlite3.Connection) -> tuple[int, int]:
+    """Delete the files no value names (ours: recorded in ``files``), their rows first; (count, bytes)."""
+    unused = unreferenced_files(conn)
+    with transaction(conn):
+        conn.executemany("DELETE FROM files WHERE hash = ?", [(h,) for h, _, _ in unused])
+    for digest, suffix, _ in unused:
+        file_path(folder, digest, suffix).unlink(missing_ok=True)
+    return len(unused), sum(size for _, _, size in unused)
+
+
 def record_files(conn: sqlite3.Connection, files: Iterable[tuple[str, str, int]]) -> None:
     conn.executemany("INSERT OR IGNORE INTO files (hash, suffix, bytes) VALUES (?, ?, ?)", list(files))
 

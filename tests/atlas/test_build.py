@@ -6,8 +6,10 @@ from __future__ import annotations
 import time
 
 import pytest
+from click.testing import CliRunner
 
 from mmneurons.atlas import Atlas, AtlasError, BuildOptions, build_atlas
+from mmneurons.cli import main
 from mmneurons.errors import OutputError
 from mmneurons.kinds import Probe
 from mmneurons.params import Param
@@ -123,6 +125,20 @@ def test_a_stage_built_with_other_parameters_is_built_again(tmp_path, tiny_resne
     changed = [k for k in before["values"] if k[2] == "vis" and before["values"][k] != after["values"][k]]
     assert len(changed) == 64
     assert all(before["values"][k] == after["values"][k] for k in before["values"] if k[2] == "examples")
+    # the old visualizations are no longer named: `atlas gc` removes them, and only them
+    with Atlas.open(folder) as book:
+        unused = {h for h, _, _ in book.unreferenced_files()}
+    old = {v["file"] for k, v in before["values"].items() if k[2] == "vis"}
+    assert unused == old - {v["file"] for k, v in after["values"].items() if k[2] == "vis"} and unused
+    info = CliRunner().invoke(main, ["atlas", "info", str(folder)])
+    assert f"{len(unused)} files no unit names" in info.output
+    result = CliRunner().invoke(main, ["atlas", "gc", str(folder)])
+    assert result.exit_code == 0 and f"removed {len(unused)} unreferenced files" in result.output
+    assert not any((folder / "files" / h[:2] / f"{h}.png").exists() for h in unused)
+    assert contents(folder)["values"] == after["values"]
+    for h in contents(folder)["files"]:
+        assert list((folder / "files" / h[:2]).glob(f"{h}.*")), h
+    assert "removed 0 unreferenced files" in CliRunner().invoke(main, ["atlas", "gc", str(folder)]).output
 
 
 def test_an_atlas_keeps_one_model_and_source(tmp_path, tiny_resnet, tiny_vit, registry):
