@@ -253,6 +253,10 @@ class Builder:
         unknown = [s for s in list(asked) + list(self.options.without) if s not in known]
         if unknown:
             raise AtlasError(f"unknown atlas stage(s): {', '.join(unknown)}; stages: {', '.join(known)}")
+        misplaced = [s for s in self.options.probe_params if s not in probes]
+        if misplaced:
+            raise AtlasError(f"parameters for {', '.join(misplaced)}: stage parameters go to vis or a probe stage "
+                             f"({', '.join(['vis', *sorted(probes)])}); the examples stage takes --k and --batch-size")
         return [s for s in known if s in asked and s not in self.options.without]
 
     def stage_examples(self) -> dict:

@@ -46,7 +46,8 @@ def test_build_then_info(tmp_path, tiny_checkpoint, registry):
 def test_bad_stage_parameters_are_one_line_errors(tmp_path, tiny_checkpoint, registry):
     for extra, message in ((["-p", "n_words=3"], "STAGE.NAME=VALUE"),
                            (["-p", "vis.steps=0"], "steps"),
-                           (["--without", "colour"], "unknown atlas stage")):
+                           (["--without", "colour"], "unknown atlas stage"),
+                           (["-p", "examples.k=3"], "the examples stage takes --k")):
         result = CliRunner().invoke(main, build_args(tiny_checkpoint, tmp_path / "a") + extra)
         assert result.exit_code != 0 and message in result.output, result.output
     result = CliRunner().invoke(main, ["atlas", "build", "--layer", "layer1.0", "--atlas", str(tmp_path / "b")])
