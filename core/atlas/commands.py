@@ -1,12 +1,13 @@
-"""``mmneurons atlas build | info | export | upgrade``."""
+"""``mmneurons atlas build | info | export | upgrade | gc``."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import click
 
@@ -150,42 +151,45 @@ def export(path: str, html_dir: str) -> None:
     click.echo(f"-> {index}")
 
 
-@atlas.command()
-@click.argument("path", type=click.Path(file_okay=False))
-def upgrade(path: str) -> None:
-    """Bring the atlas at PATH to this version's schema (builds do this too)."""
+@contextmanager
+def maintenance(path: str) -> Iterator[tuple[Path, int, sqlite3.Connection]]:
+    """An existing atlas for ``upgrade`` and ``gc``: locked against builds, opened for writing (the
+    schema brought up to date); with the schema version it had before."""
     from . import store
     from .build import build_lock
 
     folder = Path(path)
-    with user_errors():
-        if not (folder / store.DB_NAME).is_file():
-            raise store.AtlasError(f"{folder} is not an atlas (no {store.DB_NAME})")
-        with build_lock(folder):
-            conn = store.connect(folder, write=False, check_version=False)
-            before = conn.execute("PRAGMA user_version").fetchone()[0]
+    if not (folder / store.DB_NAME).is_file():
+        raise store.AtlasError(f"{folder} is not an atlas (no {store.DB_NAME})")
+    with build_lock(folder):  # never while a build writes
+        conn = store.connect(folder, write=False, check_version=False)
+        before = conn.execute("PRAGMA user_version").fetchone()[0]
+        conn.close()
+        conn = store.connect(folder, write=True)
+        try:
+            yield folder, before, conn
+        finally:
             conn.close()
-            conn = store.connect(folder, write=True)
-            conn.close()
-    click.echo(f"{folder}: schema {before} -> {store.SCHEMA_VERSION}"
-               if before != store.SCHEMA_VERSION else f"{folder}: schema {before}, up to date")
+
+
+@atlas.command()
+@click.argument("path", type=click.Path(file_okay=False))
+def upgrade(path: str) -> None:
+    """Bring the atlas at PATH to this version's schema (builds do this too)."""
+    from .store import SCHEMA_VERSION
+
+    with user_errors(), maintenance(path) as (folder, before, _):
+        pass
+    click.echo(f"{folder}: schema {before} -> {SCHEMA_VERSION}"
+               if before != SCHEMA_VERSION else f"{folder}: schema {before}, up to date")
 
 
 @atlas.command()
 @click.argument("path", type=click.Path(file_okay=False))
 def gc(path: str) -> None:
     """Delete the stored files no unit names any more (left by stages built again with other parameters)."""
-    from . import store
-    from .build import build_lock
+    from .store import remove_unreferenced_files
 
-    folder = Path(path)
-    with user_errors():
-        if not (folder / store.DB_NAME).is_file():
-            raise store.AtlasError(f"{folder} is not an atlas (no {store.DB_NAME})")
-        with build_lock(folder):  # never while a build writes
-            conn = store.connect(folder, write=True)
-            try:
-                count, size = store.remove_unreferenced_files(folder, conn)
-            finally:
-                conn.close()
+    with user_errors(), maintenance(path) as (folder, _, conn):
+        count, size = remove_unreferenced_files(folder, conn)
     click.echo(f"{folder}: removed {count} unreferenced files ({size / 1e6:.1f} MB)")
