@@ -20,10 +20,12 @@ import torch
 from .errors import CheckpointError
 from .kinds import Progress, no_progress
 from .results import TopKActivations
+from .scan import StreamingTopK  # noqa: F401 - its home before the scan module; still imported from here
 
 if TYPE_CHECKING:  # pragma: no cover
     from .images import ImageSource
     from .models import ClipModel
+    from .scan import ScanOptions, ScanPartial, ScanRequest
 
 
 class _StopForward(Exception):
@@ -124,16 +126,17 @@ def reduce_spatial(acts: torch.Tensor, reduce: str) -> torch.Tensor:
     raise ValueError(f"reduce must be 'mean' or 'max', got {reduce!r}")
 
 
-def _save_scan_state(path, identity: dict, topks: "dict[str, StreamingTopK]", skipped: list, loaded: int,
-                     done: int) -> None:
+def _save_scan_state(path, identity: dict, partial: "ScanPartial") -> None:
     tmp = f"{path}.tmp"
-    torch.save({"identity": identity, "topk": {name: t.__dict__ for name, t in topks.items()}, "skipped": skipped,
-                "loaded": loaded, "done": done}, tmp)
+    data = torch.frombuffer(bytearray(partial.to_bytes()), dtype=torch.uint8)
+    torch.save({"identity": identity, "partial": data}, tmp)
     os.replace(tmp, path)
 
 
-def _load_scan_state(path, identity: dict) -> dict | None:
-    """The saved state of an interrupted scan of the same thing, else None (a stale file is ignored)."""
+def _load_scan_state(path, identity: dict, request: "ScanRequest", channels: dict) -> "ScanPartial | None":
+    """The saved partial of an interrupted scan of the same thing, else None (a stale file is ignored)."""
+    from .scan import ScanPartial
+
     if path is None or not os.path.exists(path):
         return None
     try:  # tensors, numbers, strings and lists only: a pickle that would run code is refused, not run
@@ -141,18 +144,15 @@ def _load_scan_state(path, identity: dict) -> dict | None:
     except Exception as exc:  # noqa: BLE001 - whatever the file holds, it is not a checkpoint of ours
         raise CheckpointError(f"{path} is not a scan checkpoint that mmneurons can read safely "
                               f"({type(exc).__name__}); move it away, or scan with --no-resume") from None
-    if not isinstance(state, dict) or not isinstance(state.get("topk"), dict):
+    if not isinstance(state, dict) or not isinstance(state.get("partial"), torch.Tensor):
         raise CheckpointError(f"{path} is not a scan checkpoint of mmneurons; move it away, or scan with --no-resume")
     if state.get("identity") != identity:
         return None
-    topks = {}
-    for name, fields in state["topk"].items():
-        if not isinstance(fields, dict):
-            raise CheckpointError(f"{path} is not a scan checkpoint of mmneurons; move it away, or scan with "
-                                  f"--no-resume")
-        topks[name] = StreamingTopK.__new__(StreamingTopK)
-        topks[name].__dict__.update(fields)
-    return {**state, "topk": topks}
+    try:  # arrays and JSON only (np.load without pickles)
+        return ScanPartial.from_bytes(state["partial"].numpy().tobytes(), request, channels)
+    except (ValueError, KeyError, OSError) as exc:
+        raise CheckpointError(f"{path} is a damaged scan checkpoint ({type(exc).__name__}); move it away, or scan "
+                              f"with --no-resume") from None
 
 
 @dataclass
@@ -166,8 +166,8 @@ class LayerMeans:
 
 
 def layer_means(model: "ClipModel", source: "ImageSource", layer: str, *, batch_size: int = 64,
-                num_workers: int | None = None, embeddings: bool = False,
-                progress: Progress = no_progress) -> LayerMeans:
+                num_workers: int | None = None, embeddings: bool = False, progress: Progress = no_progress,
+                precision: str = "auto", options: "ScanOptions | None" = None) -> LayerMeans:
     """Stream ``source`` and keep every image's spatial-mean activations of ``layer``.
 
     Without ``embeddings`` the forward pass stops at ``layer``; with them, one full pass yields both
@@ -175,69 +175,29 @@ def layer_means(model: "ClipModel", source: "ImageSource", layer: str, *, batch_
     images per channel are needed: this keeps ``N x C`` numbers.
     """
     return layers_means(model, source, [layer], batch_size=batch_size, num_workers=num_workers,
-                        embeddings=embeddings, progress=progress)[layer]
+                        embeddings=embeddings, progress=progress, precision=precision, options=options)[layer]
 
 
 def layers_means(model: "ClipModel", source: "ImageSource", layers: Sequence[str], *, batch_size: int = 64,
-                 num_workers: int | None = None, embeddings: bool = False,
-                 progress: Progress = no_progress) -> dict[str, LayerMeans]:
-    """:func:`layer_means` of several layers in one pass over ``source``: ``{layer: LayerMeans}``."""
-    from .images import ImageLoadError, iterate_batches
+                 num_workers: int | None = None, embeddings: bool = False, progress: Progress = no_progress,
+                 precision: str = "auto", options: "ScanOptions | None" = None) -> dict[str, LayerMeans]:
+    """:func:`layer_means` of several layers in one pass over ``source``: ``{layer: LayerMeans}``.
+    ``options`` (engine, precision, batch size, workers) overrides the separate arguments."""
+    from .images import ImageLoadError
+    from .scan import ScanOptions, ScanRequest, run_scan
 
     layers = list(dict.fromkeys(layers))
-    rows: dict[str, list] = {layer: [] for layer in layers}
-    embs, indices, skipped = [], [], []
-    what = f"activations of {', '.join(layers)}"
-    with torch.inference_mode(), model.lock:
-        for batch in iterate_batches(source, model.image_size, batch_size=batch_size, num_workers=num_workers):
-            skipped += batch.skipped
-            if len(batch.indices):
-                if embeddings:
-                    with layer_hooks(model, layers, stop=False) as store:
-                        embs.append(model.encode_image(batch.pixels).float().cpu())
-                    acts = {layer: store[layer] for layer in layers}
-                else:
-                    acts = capture_layers(model, batch.pixels, layers)
-                for layer in layers:
-                    rows[layer].append(reduce_spatial(acts[layer], "mean").float().cpu())
-                indices += batch.indices.tolist()
-            progress(len(indices) + len(skipped), len(source), what)
+    options = options or ScanOptions(precision=precision, batch_size=batch_size, num_workers=num_workers)
+    request = ScanRequest(tuple(layers), rows=True, embeddings=embeddings)
+    partial = run_scan(model, source, request, options, progress=progress,
+                       what=f"activations of {', '.join(layers)}")
+    indices = sorted(partial.image_indices().tolist())
+    skipped = partial.sorted_skipped()
     if not indices:
         raise ImageLoadError(f"no image could be loaded from {source.describe()}: {len(skipped)} skipped"
                              + (f" (first: {skipped[0][1]})" if skipped else ""))
-    emb = torch.cat(embs).numpy() if embeddings else None
-    return {layer: LayerMeans(torch.cat(rows[layer]).numpy(), list(indices), list(skipped), emb) for layer in layers}
-
-
-class StreamingTopK:
-    """Running top-k (and optionally bottom-k) per channel over batches; memory O(C x (k + B))."""
-
-    def __init__(self, channels: int, k: int, *, bottom: bool = False) -> None:
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
-        self.k = k
-        self.channels = channels
-        self.top_values = torch.empty(channels, 0)
-        self.top_indices = torch.empty(channels, 0, dtype=torch.long)
-        self.bottom = bottom
-        self.bottom_values = torch.empty(channels, 0)
-        self.bottom_indices = torch.empty(channels, 0, dtype=torch.long)
-
-    def update(self, values: torch.Tensor, indices: torch.Tensor) -> None:
-        """Add a batch: ``values`` ``[B, C]``, ``indices`` ``[B]`` (positions in the stream)."""
-        values = values.detach().float().cpu().T  # [C, B]
-        idx = indices.detach().cpu().long().expand(self.channels, -1)
-        self.top_values, self.top_indices = self._merge(self.top_values, self.top_indices, values, idx, True)
-        if self.bottom:
-            self.bottom_values, self.bottom_indices = self._merge(
-                self.bottom_values, self.bottom_indices, values, idx, False)
-
-    def _merge(self, kept_v, kept_i, new_v, new_i, largest):
-        all_v = torch.cat([kept_v, new_v], dim=1)
-        all_i = torch.cat([kept_i, new_i], dim=1)
-        k = min(self.k, all_v.shape[1])
-        vals, pos = torch.topk(all_v, k, dim=1, largest=largest, sorted=True)
-        return vals, torch.gather(all_i, 1, pos)
+    emb = partial.embedding_rows() if embeddings else None
+    return {layer: LayerMeans(partial.layer_rows(layer), list(indices), list(skipped), emb) for layer in layers}
 
 
 def scan_top_k(
@@ -253,6 +213,8 @@ def scan_top_k(
     progress: Progress = no_progress,
     checkpoint: "str | os.PathLike | None" = None,
     checkpoint_every: int = 20,
+    precision: str = "auto",
+    options: "ScanOptions | None" = None,
 ) -> TopKActivations:
     """Stream ``source`` through the model up to ``layer`` and keep the top-k images per channel.
 
@@ -263,7 +225,7 @@ def scan_top_k(
     """
     return scan_layers_top_k(model, source, [layer], k, reduce=reduce, bottom=bottom, batch_size=batch_size,
                              num_workers=num_workers, progress=progress, checkpoint=checkpoint,
-                             checkpoint_every=checkpoint_every)[layer]
+                             checkpoint_every=checkpoint_every, precision=precision, options=options)[layer]
 
 
 def scan_layers_top_k(
@@ -279,43 +241,42 @@ def scan_layers_top_k(
     progress: Progress = no_progress,
     checkpoint: "str | os.PathLike | None" = None,
     checkpoint_every: int = 20,
+    precision: str = "auto",
+    options: "ScanOptions | None" = None,
 ) -> dict[str, TopKActivations]:
     """:func:`scan_top_k` for several layers in one streaming pass (the forward stops after the
-    deepest of them): ``{layer: TopKActivations}``."""
-    from .images import iterate_batches
+    deepest of them): ``{layer: TopKActivations}``. ``options`` (engine, precision, batch size,
+    workers) overrides the separate arguments."""
+    from .scan import ScanOptions, ScanRequest, run_scan
 
     if reduce not in ("mean", "max"):
         raise ValueError(f"reduce must be 'mean' or 'max', got {reduce!r}")
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
     layers = list(dict.fromkeys(layers))
-    topks = {layer: StreamingTopK(model.layer_info(layer).channels, k, bottom=bottom) for layer in layers}
-    skipped: list[list[str]] = []
-    loaded = 0
+    options = options or ScanOptions(precision=precision, batch_size=batch_size, num_workers=num_workers)
+    request = ScanRequest(tuple(layers), k=k, reduce=reduce, bottom=bottom)
+    channels = {layer: model.layer_info(layer).channels for layer in layers}
     total = len(source)
-    done = 0
     identity = {"model": model.model_id, "layers": layers, "reduce": reduce, "k": k, "bottom": bottom,
                 "images": total, "first": source.record(0).id if total else "",
-                "last": source.record(total - 1).id if total else ""}
-    state = _load_scan_state(checkpoint, identity)
-    if state is not None:
-        topks, skipped, loaded, done = state["topk"], state["skipped"], state["loaded"], state["done"]
-    what = f"scanning {', '.join(layers)}"
-    progress(done, total, what)
-    with torch.inference_mode(), model.lock:
-        batches = iterate_batches(source, model.image_size, batch_size=batch_size, num_workers=num_workers,
-                                  start=done)
-        for n, batch in enumerate(batches, start=1):
-            skipped += [[source.record(i).id, why] for i, why in batch.skipped]
-            if len(batch.indices):
-                acts = capture_layers(model, batch.pixels, layers)
-                for layer in layers:
-                    topks[layer].update(reduce_spatial(acts[layer], reduce), batch.indices)
-                loaded += len(batch.indices)
-            done += len(batch.indices) + len(batch.skipped)
-            if checkpoint is not None and n % checkpoint_every == 0:
-                _save_scan_state(checkpoint, identity, topks, skipped, loaded, done)
-            progress(done, total, what)
+                "last": source.record(total - 1).id if total else "", "precision": options.precision,
+                "engine": options.engine, "batch_size": options.batch_size}
+    resumed = _load_scan_state(checkpoint, identity, request, channels)
+    resumed_at = resumed.loaded + len(resumed.skipped) if resumed else 0
+    folded = [0]
+
+    def save(partial) -> None:
+        folded[0] += 1
+        if checkpoint is not None and folded[0] % checkpoint_every == 0:
+            _save_scan_state(checkpoint, identity, partial)
+
+    partial = run_scan(model, source, request, options, progress=progress, what=f"scanning {', '.join(layers)}",
+                       resume=resumed, on_batch=save)
     if checkpoint is not None and os.path.exists(checkpoint):
         os.remove(checkpoint)
+    loaded = partial.loaded
+    skipped = [[source.record(i).id, why] for i, why in partial.sorted_skipped()]
     if not loaded:
         from .images import ImageLoadError
 
@@ -323,8 +284,8 @@ def scan_layers_top_k(
                              + (f" (first: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""))
     records = [source.record(i) for i in range(total)]
     warnings = []
-    if state is not None:
-        warnings.append(f"resumed from {checkpoint} at image {state['done']} of {total}")
+    if resumed is not None:
+        warnings.append(f"resumed from {checkpoint} at image {resumed_at} of {total}")
     if k > loaded:
         warnings.append(f"k={k} is larger than the {loaded} images that loaded; each channel keeps all of them")
     return {layer: TopKActivations(
@@ -341,4 +302,5 @@ def scan_layers_top_k(
         categories=[r.category for r in records],
         n_images=loaded,
         skipped=skipped,
-    ) for layer, topk in topks.items()}
+        precision=partial.precision,
+    ) for layer, topk in partial.topk.items()}

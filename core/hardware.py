@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["cpu_has_bf16", "auto_precision"]
+__all__ = ["PRECISIONS", "cpu_has_bf16", "auto_precision", "resolve_precision"]
+
+#: what ``precision`` parameters accept (fp16 only on GPUs: CPUs have no fast fp16 convolutions)
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 #: ``torch.cpu`` probes for bfloat16 arithmetic in hardware (private, so each is looked up with care)
 _BF16_PROBES = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
@@ -39,3 +42,15 @@ def auto_precision(device: torch.device | str, image_size: int) -> str:
     if kind == "cpu" and image_size >= 160 and cpu_has_bf16():
         return "bf16"
     return "fp32"
+
+
+def resolve_precision(device: torch.device | str, image_size: int, precision: str) -> str:
+    """``precision`` with ``"auto"`` replaced by :func:`auto_precision`; a one-line error for a
+    name it does not know, or fp16 on a CPU."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "auto":
+        return auto_precision(device, image_size)
+    if precision == "fp16" and torch.device(device).type != "cuda":
+        raise ValueError("precision fp16 needs a GPU; on a CPU use bf16 (where it has bf16 instructions) or fp32")
+    return precision

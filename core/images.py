@@ -118,8 +118,9 @@ def _decode(fp: Any, name: str, limit: int | None) -> Image.Image:
         raise ImageLoadError(f"{name}: corrupt or truncated ({type(exc).__name__}: {detail})") from None
 
 
-def to_pixels(image: Image.Image, size: int) -> torch.Tensor:
-    """``[3, size, size]`` float pixels in [0, 1]: shorter side resized to ``size``, center crop."""
+def to_pixel_array(image: Image.Image, size: int) -> np.ndarray:
+    """``[size, size, 3]`` uint8: shorter side resized to ``size``, center crop (what
+    :func:`to_pixels` scales to [0, 1]; a quarter of the bytes to ship between processes)."""
     image = to_rgb(image) if image.mode != "RGB" else image
     w, h = image.size
     scale = size / min(w, h)
@@ -128,8 +129,17 @@ def to_pixels(image: Image.Image, size: int) -> torch.Tensor:
         image = image.resize((nw, nh), Image.Resampling.BICUBIC)
         left, top = (nw - size) // 2, (nh - size) // 2
         image = image.crop((left, top, left + size, top + size))
-    arr = np.asarray(image, dtype=np.float32) / 255.0
-    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+    return np.asarray(image, dtype=np.uint8)
+
+
+def pixels_from_array(arr: np.ndarray) -> torch.Tensor:
+    """uint8 ``[..., H, W, 3]`` -> float ``[..., 3, H, W]`` in [0, 1], exactly as :func:`to_pixels`."""
+    return (torch.from_numpy(np.array(arr, dtype=np.uint8)).float() / 255.0).movedim(-1, -3).contiguous()
+
+
+def to_pixels(image: Image.Image, size: int) -> torch.Tensor:
+    """``[3, size, size]`` float pixels in [0, 1]: shorter side resized to ``size``, center crop."""
+    return pixels_from_array(to_pixel_array(image, size))
 
 
 def to_pil(pixels: torch.Tensor) -> Image.Image:
@@ -346,6 +356,9 @@ class Batch:
     indices: torch.Tensor
     skipped: list[tuple[int, str]]
 
+    def pin_memory(self) -> "Batch":  # what a DataLoader with pin_memory=True calls
+        return Batch(self.pixels.pin_memory(), self.indices, self.skipped)
+
 
 class _PixelDataset(torch.utils.data.Dataset):
     def __init__(self, source: ImageSource, size: int) -> None:
@@ -383,18 +396,21 @@ def default_workers(n_images: int) -> int:
     return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
-def iterate_batches(source: ImageSource, size: int, *, batch_size: int = 32,
-                    num_workers: int | None = None, start: int = 0) -> Iterator[Batch]:
-    """Batches of ``[B, 3, size, size]`` pixels in source order from index ``start``; unreadable
-    images go to ``skipped``."""
+def iterate_batches(source: ImageSource, size: int, *, batch_size: int = 32, num_workers: int | None = None,
+                    batches: Sequence[int] | None = None, pin_memory: bool = False) -> Iterator[Batch]:
+    """Batches of ``[B, 3, size, size]`` pixels in source order; unreadable images go to
+    ``skipped``. ``batches``: only these batch numbers (batch ``j`` holds images ``j * batch_size``
+    up to the next multiple), in the order given. ``pin_memory``: page-locked pixels, for a fast
+    copy to a GPU while the next batch decodes."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    workers = default_workers(len(source) - start) if num_workers is None else num_workers
-    dataset = _PixelDataset(source, size)
-    if start:
-        dataset = torch.utils.data.Subset(dataset, range(start, len(source)))
+    n = len(source)
+    if batches is None:
+        batches = range(-(-n // batch_size))
+    plan = [list(range(b * batch_size, min((b + 1) * batch_size, n))) for b in batches]
+    workers = default_workers(sum(len(p) for p in plan)) if num_workers is None else num_workers
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-        collate_fn=_Collate(size), persistent_workers=False,
+        _PixelDataset(source, size), batch_sampler=plan, num_workers=workers,
+        collate_fn=_Collate(size), persistent_workers=False, pin_memory=pin_memory,
     )
     yield from loader

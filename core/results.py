@@ -364,6 +364,7 @@ class TopKActivations(Result):
     categories: list = field(default_factory=list)
     n_images: int = 0
     skipped: list[list[str]] = field(default_factory=list)
+    precision: str = "fp32"  # what the model computed in (the scan's resolved precision)
 
     def top(self, channel: int) -> list[tuple[str, float]]:
         """(image id, activation) of the top images of ``channel``, best first."""

@@ -165,7 +165,8 @@ def test_layer_means_match_capture_and_embeddings_come_from_the_same_pass(tiny_r
         expected = reduce_spatial(capture_layers(tiny_resnet, pixels, ["layer3"])["layer3"], "mean").numpy()
         expected_emb = tiny_resnet.encode_image(pixels).numpy()
     passes = []
-    handle = tiny_resnet.visual.conv1.register_forward_pre_hook(lambda *a: passes.append(1))
+    # a hook on a block is copied into the scan tower along with the block
+    handle = tiny_resnet.visual.layer1.register_forward_pre_hook(lambda *a: passes.append(1))
     try:
         means = layer_means(tiny_resnet, source, "layer3", batch_size=4, num_workers=0, embeddings=True)
     finally:

@@ -64,7 +64,7 @@ def fold_batchnorm(visual: nn.Module, keep: Iterable[str] = ()) -> int:
 
 def fast_tower(model: "ClipModel", precision: str, keep: Iterable[str] = ()) -> "ClipModel":
     """``model`` with a private copy of its visual tower, BatchNorms folded and weights in the
-    working dtype (``"bf16"``: bfloat16 + channels_last; ``"fp32"``: float32), its convolutions
+    working dtype (``"bf16"``/``"fp16"``: bfloat16/float16 + channels_last; ``"fp32"``: float32), its convolutions
     packed for oneDNN on CPU, and there in bf16 its ReLUs fused into them.
 
     Only ResNet towers are copied; any other tower is returned as ``model`` itself (nothing to
@@ -76,9 +76,10 @@ def fast_tower(model: "ClipModel", precision: str, keep: Iterable[str] = ()) -> 
     with model.lock:  # no other thread's hook gets copied along
         visual = copy.deepcopy(model.visual)
     fold_batchnorm(visual, keep)
-    memory_format = torch.channels_last if precision == "bf16" else torch.contiguous_format
-    if precision == "bf16":
-        visual = visual.to(torch.bfloat16).to(memory_format=memory_format)
+    half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    memory_format = torch.channels_last if half is not None else torch.contiguous_format
+    if half is not None:
+        visual = visual.to(half).to(memory_format=memory_format)
     for p in visual.parameters():
         p.requires_grad_(False)
     if model.device.type == "cpu":

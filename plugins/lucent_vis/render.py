@@ -22,7 +22,7 @@ from lucent.optvis import objectives
 from PIL import Image
 
 from mmneurons.activations import capture_layers, unit_activations
-from mmneurons.hardware import auto_precision
+from mmneurons.hardware import resolve_precision as hardware_precision
 from mmneurons.images import to_pil
 from mmneurons.kinds import Progress, no_progress
 from mmneurons.models import ClipModel
@@ -83,7 +83,7 @@ def target_seed(seed: int, key: str) -> int:
 
 
 def resolve_precision(model: ClipModel, precision: str) -> str:
-    return auto_precision(model.device, model.image_size) if precision == "auto" else precision
+    return hardware_precision(model.device, model.image_size, precision)
 
 
 @contextmanager
