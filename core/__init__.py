@@ -27,10 +27,10 @@ _EXPORTS: dict[str, str] = {
     # models, targets, images
     "ClipModel": "models", "load_model": "models", "Unit": "units", "Direction": "units",
     "ImageSource": "images", "ImageRecord": "images", "FolderSource": "images", "ListSource": "images",
-    "WordSource": "images",
+    "WordSource": "images", "WebDatasetSource": "dataset_sources", "ParquetSource": "dataset_sources",
     # activations
     "capture_layers": "activations", "layer_means": "activations", "scan_top_k": "activations",
-    "scan_layers_top_k": "activations",
+    "scan_layers_top_k": "activations", "ScanOptions": "scan",
     # the atlas
     "Atlas": "atlas", "BuildOptions": "atlas", "build_atlas": "atlas",
     # results
@@ -41,16 +41,18 @@ _EXPORTS: dict[str, str] = {
     "VisualForward": "captum", "unit_selector": "captum", "layer_of": "captum",
     # errors users can fix
     "ImageLoadError": "errors", "ModelLoadError": "errors", "LayerError": "errors", "UnitError": "errors",
+    "EngineError": "errors",
 }
 
 __all__ = [
     "__version__", "hookimpl", "ModelProvider", "ImageSourceFactory", "Visualizer", "Attributor", "Probe",
     "Renderer", "Progress", "no_progress", "Param", "ParamError", "get_registry", "ClipModel", "load_model", "Unit",
-    "Direction", "ImageSource", "ImageRecord", "FolderSource", "ListSource", "WordSource", "capture_layers",
-    "layer_means", "scan_top_k", "scan_layers_top_k", "Atlas", "BuildOptions", "build_atlas", "Result",
+    "Direction", "ImageSource", "ImageRecord", "FolderSource", "ListSource", "WordSource", "WebDatasetSource",
+    "ParquetSource", "capture_layers", "layer_means", "scan_top_k", "scan_layers_top_k", "ScanOptions", "Atlas", "BuildOptions", "build_atlas", "Result",
     "FeatureVis", "AttributionMap", "ProbeResult", "TopKActivations",
     "UnitContributions", "load_result", "UnitForward", "ZeroShotForward", "SimilarityForward", "VisualForward",
     "unit_selector", "layer_of", "ImageLoadError", "ModelLoadError", "LayerError", "UnitError",
+    "EngineError",
 ]
 
 
@@ -71,7 +73,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors
     from .activations import capture_layers, layer_means, scan_layers_top_k, scan_top_k
     from .atlas import Atlas, BuildOptions, build_atlas
     from .captum import SimilarityForward, UnitForward, VisualForward, ZeroShotForward, layer_of, unit_selector
-    from .errors import ImageLoadError, LayerError, ModelLoadError, UnitError
+    from .dataset_sources import ParquetSource, WebDatasetSource
+    from .errors import EngineError, ImageLoadError, LayerError, ModelLoadError, UnitError
     from .hookspecs import hookimpl
     from .images import FolderSource, ImageRecord, ImageSource, ListSource, WordSource
     from .kinds import (Attributor, ImageSourceFactory, ModelProvider, Probe, Progress, Renderer, Visualizer,
@@ -79,6 +82,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors
     from .models import ClipModel, load_model
     from .params import Param, ParamError
     from .registry import get_registry
+    from .scan import ScanOptions
     from .results import (AttributionMap, FeatureVis, ProbeResult, Result, TopKActivations, UnitContributions,
                           load_result)
     from .units import Direction, Unit

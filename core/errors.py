@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 __all__ = ["ImageLoadError", "ModelLoadError", "LayerError", "UnitError", "CheckpointError", "ResultTypeError",
-           "OutputError", "AccessError"]
+           "OutputError", "AccessError", "EngineError"]
 
 
 class ImageLoadError(ValueError):
@@ -38,3 +38,7 @@ class OutputError(ValueError):
 
 class AccessError(ValueError):
     """A file or model outside what this app may reach (``mmneurons app --data`` / ``--allow-model``)."""
+
+
+class EngineError(RuntimeError):
+    """An engine that cannot run here (Ray not installed, a cluster out of reach, a scan it lost)."""

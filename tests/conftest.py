@@ -18,6 +18,8 @@ import torch  # noqa: E402
 from mmneurons.registry import PluginRegistry, reset_registry  # noqa: E402
 from mmneurons.testing import tiny_clip  # noqa: E402
 
+from .helpers import png_bytes, write_shard  # noqa: E402
+
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
@@ -116,3 +118,21 @@ def browser():
             "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"])
         yield b
         b.close()
+
+
+@pytest.fixture(scope="session")
+def webdataset_shards(tmp_path_factory, random_images):
+    """The 40 random images as two WebDataset shards of 20 (``cls`` = i % 3, caption ``txt``), and
+    the same images as a folder, in the same order."""
+    folder = tmp_path_factory.mktemp("wds")
+    shards, same = folder / "shards", folder / "images"
+    shards.mkdir()
+    same.mkdir()
+    for shard in range(2):
+        samples = []
+        for i in range(shard * 20, shard * 20 + 20):
+            samples.append((f"sample{i:04d}", {"png": png_bytes(random_images[i]), "cls": str(i % 3),
+                                               "txt": f"random image {i}"}))
+            random_images[i].save(same / f"{i:04d}.png")
+        write_shard(shards / f"shard-{shard:05d}.tar", samples)
+    return shards, same

@@ -46,3 +46,25 @@ def write_random_images(folder: Path, n: int, size: tuple[int, int] = (32, 32), 
     for i in range(n):
         Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(folder / f"{i}.png")
     return folder
+
+
+def write_shard(path, samples) -> None:
+    """A WebDataset tar shard of ``samples``: ``(key, {ext: bytes | str})``."""
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w") as tar:
+        for key, members in samples:
+            for ext, data in members.items():
+                data = data.encode() if isinstance(data, str) else data
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+
+
+def png_bytes(image) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
