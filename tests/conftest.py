@@ -41,6 +41,14 @@ def tiny_vit():
 
 
 @pytest.fixture(scope="session")
+def demo_model():
+    """The embedded, trained demo model: activations with the spread of a real model's."""
+    from mmneurons.plugins.demo.plugin import DemoProvider
+
+    return DemoProvider().load("shapes", "cpu")
+
+
+@pytest.fixture(scope="session")
 def bn_resnet(tiny_resnet):
     """The tiny ResNet with BatchNorms that do something (random statistics and affine terms):
     at initialization they are identities, and folding them would prove nothing."""
