@@ -247,7 +247,7 @@ def scan_layers_top_k(
     """:func:`scan_top_k` for several layers in one streaming pass (the forward stops after the
     deepest of them): ``{layer: TopKActivations}``. ``options`` (engine, precision, batch size,
     workers) overrides the separate arguments."""
-    from .scan import ScanOptions, ScanRequest, run_scan
+    from .scan import ScanOptions, ScanRequest, engine_precision, run_scan
 
     if reduce not in ("mean", "max"):
         raise ValueError(f"reduce must be 'mean' or 'max', got {reduce!r}")
@@ -260,8 +260,8 @@ def scan_layers_top_k(
     total = len(source)
     identity = {"model": model.model_id, "layers": layers, "reduce": reduce, "k": k, "bottom": bottom,
                 "images": total, "first": source.record(0).id if total else "",
-                "last": source.record(total - 1).id if total else "", "precision": options.precision,
-                "engine": options.engine, "batch_size": options.batch_size}
+                "last": source.record(total - 1).id if total else "",
+                "precision": engine_precision(model, options), "batch_size": options.batch_size}
     resumed = _load_scan_state(checkpoint, identity, request, channels)
     resumed_at = resumed.loaded + len(resumed.skipped) if resumed else 0
     folded = [0]

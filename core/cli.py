@@ -15,8 +15,8 @@ import click
 
 from . import __version__
 from .atlas.commands import atlas
-from .cli_support import (USER_ERRORS, device_option, image_source, load_model_option, model_argument,  # noqa: F401
-                          parse_pairs, tqdm_progress, user_errors)
+from .cli_support import (USER_ERRORS, device_option, image_source, load_model_option,  # noqa: F401
+                          make_scan_options, model_argument, parse_pairs, scan_options, tqdm_progress, user_errors)
 from .kinds import HOOK_KINDS, plugin_params
 from .options import PLUGIN_VALUES, PluginCommand, merge_values, pick_first_argument, pick_option
 from .registry import get_registry
@@ -155,6 +155,10 @@ def layers(model: str | None, device: str | None, as_json: bool) -> None:
 @click.option("--layer", required=True, help="Layer to scan, e.g. layer4.5 (see `mmneurons layers`).")
 @click.option("--images", "images", type=click.Path(), default=None, help="Folder of images.")
 @click.option("--words", type=click.Path(), default=None, help="Text file of words to render as images.")
+@click.option("--source", "source_name", default=None,
+              help="A registered image source: webdataset, parquet, demo_shapes ... (see `mmneurons plugins`).")
+@click.option("-s", "--source-param", "source_pairs", multiple=True,
+              help="Image source parameter NAME=VALUE, e.g. -s path=shards/{00000..00009}.tar.")
 @click.option("--top-k", "top_k", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--reduce", type=click.Choice(["mean", "max"]), default="mean", show_default=True,
               help="Spatial reduction of each channel's map.")
@@ -164,26 +168,27 @@ def layers(model: str | None, device: str | None, as_json: bool) -> None:
 @click.option("--out", type=click.Path(), required=True, help="Folder to save the result in.")
 @click.option("--resume/--no-resume", default=True, show_default=True,
               help="Checkpoint to OUT.partial.pt while scanning, and resume from it after an interruption.")
+@scan_options
 @device_option
-def activations(model, layer, images, words, top_k, reduce, bottom, batch_size, workers, out, resume, device) -> None:
+def activations(model, layer, images, words, source_name, source_pairs, top_k, reduce, bottom, batch_size, workers,
+                out, resume, precision, engine, ray_address, ray_actors, device) -> None:
     """Stream images through MODEL and keep the top-k images of every channel of LAYER."""
     from .activations import scan_top_k
-    from .images import FolderSource, WordSource
     from .results import check_output
 
-    if (images is None) == (words is None):
-        raise click.UsageError("give exactly one of --images DIR or --words FILE")
+    if sum(x is not None for x in (images, words, source_name)) != 1:
+        raise click.UsageError("give exactly one of --images DIR, --words FILE or --source NAME")
     with user_errors():
         check_output(out, "topk_activations")  # before the scan, not after it
-        source = FolderSource(images) if images else WordSource.from_file(words)
+        source = image_source(get_registry(), images, words, source_name, source_pairs)
         clip = load_model_option(model, device)
         clip.layer_info(layer)
+        options = make_scan_options(precision, engine, ray_address, ray_actors, batch_size, workers)
         with tqdm_progress(f"{layer}") as progress:
-            result = scan_top_k(clip, source, layer, top_k, reduce=reduce, bottom=bottom,
-                                batch_size=batch_size, num_workers=workers, progress=progress,
-                                checkpoint=f"{out}.partial.pt" if resume else None)
+            result = scan_top_k(clip, source, layer, top_k, reduce=reduce, bottom=bottom, options=options,
+                                progress=progress, checkpoint=f"{out}.partial.pt" if resume else None)
         path = result.save(out)
-    click.echo(f"scanned {result.n_images} images ({len(result.skipped)} skipped) -> {path}")
+    click.echo(f"scanned {result.n_images} images ({len(result.skipped)} skipped, {result.precision}) -> {path}")
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     for image_id, why in result.skipped[:10]:

@@ -9,7 +9,8 @@ from typing import Any, Iterator, Sequence
 
 import click
 
-from .errors import CheckpointError, ImageLoadError, LayerError, ModelLoadError, OutputError, UnitError
+from .errors import (CheckpointError, EngineError, ImageLoadError, LayerError, ModelLoadError, OutputError,
+                     UnitError)
 from .kinds import Progress, plugin_params
 from .params import ParamError
 from .registry import PluginError, UnknownPluginError
@@ -17,7 +18,7 @@ from .registry import PluginError, UnknownPluginError
 # ValueError covers the rest of what users type wrong (an empty label list, a label not among the
 # labels, an image of the wrong size); ours all say what is allowed.
 USER_ERRORS = (ModelLoadError, LayerError, UnitError, ImageLoadError, CheckpointError, OutputError, ParamError,
-               PluginError, FileNotFoundError, UnknownPluginError, ValueError)
+               PluginError, FileNotFoundError, UnknownPluginError, ValueError, EngineError)
 
 
 @contextmanager
@@ -90,3 +91,29 @@ def image_source(registry: Any, images: str | None, words: str | None, source_na
         factory = registry.get("mmneurons_image_sources", source_name)
         return factory.create(**plugin_params(factory, parse_pairs(source_pairs)))
     return None
+
+
+def scan_options(command):
+    """``--precision``, ``--engine``, ``--ray-address`` and ``--ray-actors``: how a scan runs."""
+    options = [
+        click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto",
+                     show_default=True, help="What the scan computes in; auto follows the hardware (bf16 on GPUs "
+                                             "and on CPUs with AMX or AVX-512-BF16 from 160 px, else fp32)."),
+        click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                     help="Where batches run: this process, or Ray Data actors (pip install 'mmneurons[ray]')."),
+        click.option("--ray-address", default=None,
+                     help="Ray cluster to join (HOST:PORT or auto; default: RAY_ADDRESS, else a local Ray)."),
+        click.option("--ray-actors", type=click.IntRange(1), default=None,
+                     help="Model actors (default: one per GPU, else one per 4 CPUs)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def make_scan_options(precision: str, engine: str, ray_address: str | None, ray_actors: int | None,
+                      batch_size: int, workers: int | None):
+    from .scan import ScanOptions  # no Ray address given: ray.init reads RAY_ADDRESS, else starts a local Ray
+
+    return ScanOptions(precision=precision, batch_size=batch_size, num_workers=workers, engine=engine,
+                       ray_address=ray_address, ray_actors=ray_actors)

@@ -14,7 +14,6 @@ the same precision. A block whose worker dies is retried by Ray (actors restart,
 from __future__ import annotations
 
 import json
-import os
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,7 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .images import ImageSource
     from .models import ClipModel
 
-__all__ = ["ray_scan", "connect", "pool_plan"]
+__all__ = ["ray_scan", "connect", "pool_plan", "actor_device"]
 
 #: images folded into one partial by an actor call (fewer partials to ship; finer retries below it)
 _IMAGES_PER_PARTIAL = 256
@@ -70,6 +69,12 @@ def pool_plan(resources: dict, actors: int | None = None) -> dict:
     count = actors or max(1, int(cpus // 4))
     share = max(0.25, (cpus - 1) / count) if cpus > 1 else 0.5
     return {"actors": count, "num_gpus": 0.0, "num_cpus": round(share, 2), "device": "cpu"}
+
+
+def actor_device(options: ScanOptions) -> str:
+    """The device the scan's actors run the model on (connects to Ray)."""
+    ray = connect(options.ray_address)
+    return pool_plan(ray.cluster_resources(), options.ray_actors)["device"]
 
 
 def _decode(rows: dict[str, np.ndarray], source: "ImageSource", size: int, batch_size: int) -> dict[str, np.ndarray]:
@@ -173,7 +178,3 @@ def _on_cpu(model: "ClipModel") -> "ClipModel":
     moved = copy.deepcopy(model)
     return moved.to("cpu")
 
-
-def default_address() -> str | None:
-    """``RAY_ADDRESS`` when set (what ``ray start`` clusters export), else None: a local Ray."""
-    return os.environ.get("RAY_ADDRESS") or None

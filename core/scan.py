@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .models import ClipModel
 
 __all__ = ["ENGINES", "ScanOptions", "ScanRequest", "ScanPartial", "ScanTower", "StreamingTopK", "run_scan",
-           "n_batches", "batch_range"]
+           "engine_precision", "n_batches", "batch_range"]
 
 #: where a scan's batches run
 ENGINES = ("local", "ray")
@@ -299,6 +299,16 @@ class ScanTower:
 
 
 # -- engines ----------------------------------------------------------------------------------------
+def engine_precision(model: "ClipModel", options: ScanOptions) -> str:
+    """The precision a scan with ``options`` computes in: ``auto`` resolved for the device the
+    engine runs the model on (Ray: its actors' device, which may be a GPU this process lacks)."""
+    if options.engine == "ray":
+        from .ray_engine import actor_device
+
+        return resolve_precision(actor_device(options), model.image_size, options.precision)
+    return resolve_precision(model.device, model.image_size, options.precision)
+
+
 def run_scan(model: "ClipModel", source: "ImageSource", request: ScanRequest, options: ScanOptions = ScanOptions(),
              *, progress: Progress = no_progress, what: str = "scanning",
              resume: ScanPartial | None = None, on_batch=None) -> ScanPartial:

@@ -51,7 +51,7 @@ def test_activations_end_to_end(run, tmp_path, tiny_checkpoint):
     out = run("activations", f"openclip:{tiny_checkpoint}", "--layer", "layer3", "--images", images,
               "--top-k", "3", "--bottom", "--out", tmp_path / "res")
     assert out.exit_code == 0, out.output
-    assert "scanned 6 images (1 skipped)" in out.output and "skipped broken.png" in out.output
+    assert "scanned 6 images (1 skipped, fp32)" in out.output and "skipped broken.png" in out.output
     res = TopKActivations.load(tmp_path / "res")
     assert res.top_values.shape == (256, 3) and res.bottom_values.shape == (256, 3) and res.layer == "layer3"
     assert not (tmp_path / "res.partial.pt").exists()  # the resume checkpoint is gone once the scan is done
@@ -72,7 +72,22 @@ def test_user_errors_are_one_line(run, tiny_checkpoint, args, message):
 
 def test_images_or_words_is_required(run, tiny_checkpoint):
     out = run("activations", f"openclip:{tiny_checkpoint}", "--layer", "layer3", "--out", "o")
-    assert out.exit_code == 2 and "exactly one of --images DIR or --words FILE" in out.output
+    assert out.exit_code == 2 and "exactly one of --images DIR, --words FILE or --source NAME" in out.output
+
+
+def test_activations_over_webdataset_shards_at_a_chosen_precision(run, tmp_path, tiny_checkpoint, webdataset_shards):
+    shards, _ = webdataset_shards
+    out = run("activations", f"openclip:{tiny_checkpoint}", "--layer", "layer3", "--source", "webdataset",
+              "-s", f"path={shards}/shard-{{00000..00001}}.tar", "--precision", "bf16", "--top-k", "2",
+              "--out", tmp_path / "res")
+    assert out.exit_code == 0, out.output
+    assert "scanned 40 images (0 skipped, bf16)" in out.output
+    res = TopKActivations.load(tmp_path / "res")
+    assert res.precision == "bf16" and res.image_ids[0] == "shard-00000.tar/sample0000"
+    assert res.categories[:2] == ["0", "1"]
+    out = run("activations", f"openclip:{tiny_checkpoint}", "--layer", "layer3", "--source", "webdataset",
+              "-s", f"path={shards}", "--precision", "fp16", "--out", tmp_path / "res2")
+    assert out.exit_code == 1 and "fp16 needs a GPU" in out.output and "Traceback" not in out.output
 
 
 def test_attribute_end_to_end(run, tmp_path, tiny_checkpoint):

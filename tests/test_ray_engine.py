@@ -29,6 +29,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def local_ray():
     """A real local Ray with two logical CPUs, started by the test and stopped after the module."""
+    if ray.is_initialized():  # one an earlier test's command started with other resources
+        ray.shutdown()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="error")
     yield ray
     ray.shutdown()
@@ -120,3 +122,19 @@ def test_without_ray_the_engine_says_how_to_get_it(tmp_path):
             "try:\n    connect()\nexcept Exception as exc:\n    print(type(exc).__name__, exc)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.startswith("EngineError --engine ray needs Ray Data") and "mmneurons[ray]" in out
+
+
+def test_an_atlas_examples_stage_built_on_ray_equals_the_local_one(local_ray, tiny_resnet, tmp_path):
+    from dataclasses import replace
+
+    from mmneurons.atlas import build_atlas
+
+    from .atlas.build_worker import options, source
+    from .atlas.conftest import assert_same_atlas
+
+    images = source()
+    local = replace(options(), stages=["examples"])
+    far = replace(local, scan=ScanOptions(batch_size=local.batch_size, num_workers=0, engine="ray", ray_actors=1))
+    build_atlas(tiny_resnet, tmp_path / "local", images, images.describe(), local)
+    build_atlas(tiny_resnet, tmp_path / "ray", images, images.describe(), far)
+    assert_same_atlas(tmp_path / "ray", tmp_path / "local")

@@ -42,6 +42,7 @@ from .store import AtlasError, dumps, transaction
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..images import ImageSource
+    from ..scan import ScanOptions
     from ..models import ClipModel
     from ..registry import PluginRegistry
 
@@ -74,6 +75,22 @@ class BuildOptions:
     batch_size: int = 64
     checkpoint_every: int = 20                   # scan batches between checkpoints of the examples pass
     num_workers: int | None = None               # image loader processes of the scan (None: auto)
+    scan: "ScanOptions | None" = None            # precision and engine of the examples scan (None: local, auto)
+
+    def scan_options(self) -> "ScanOptions":
+        from ..scan import ScanOptions
+
+        if self.scan is not None:
+            return self.scan
+        return ScanOptions(batch_size=self.batch_size, num_workers=self.num_workers)
+
+
+def _local_precision(model: "ClipModel", options: "ScanOptions", scanned: str) -> str:
+    """The precision this process computes the examples' maps in: the scan's, unless the scan ran
+    on Ray actors with a precision this device lacks (fp16 on a GPU, maps on a CPU)."""
+    if options.engine == "local" or scanned != "fp16" or model.device.type == "cuda":
+        return scanned
+    return "auto"
 
 
 def weights_hash(model: "ClipModel") -> str:
@@ -260,20 +277,22 @@ class Builder:
         return [s for s in known if s in asked and s not in self.options.without]
 
     def stage_examples(self) -> dict:
-        from ..activations import capture_layers, scan_layers_top_k
+        from ..activations import scan_layers_top_k
         from ..images import to_pil
         from ..results import image_to_png_bytes
+        from ..scan import ScanTower, engine_precision
 
-        layers, k = list(self.options.layers), self.options.k
-        params, version = {"k": k, "reduce": "mean"}, f"{__version__}/{STAGE_VERSIONS['examples']}"
+        layers, k, scan_options = list(self.options.layers), self.options.k, self.options.scan_options()
+        precision = engine_precision(self.model, scan_options)
+        params = {"k": k, "reduce": "mean", "precision": precision}
+        version = f"{__version__}/{STAGE_VERSIONS['examples']}"
         todo = [layer for layer in layers if self.stage_state(layer, "examples", params, version) != "done"]
         if not todo:
             return {"layers": 0}
         with self.stage_progress(f"examples: scan of {len(self.source)} images") as progress:
-            scans = scan_layers_top_k(self.model, self.source, todo, k, bottom=True, batch_size=self.options.batch_size,
+            scans = scan_layers_top_k(self.model, self.source, todo, k, bottom=True, options=scan_options,
                                       progress=progress, checkpoint=str(self.folder / SCAN_CHECKPOINT),
-                                      checkpoint_every=self.options.checkpoint_every,
-                                      num_workers=self.options.num_workers)
+                                      checkpoint_every=self.options.checkpoint_every)
         scan = scans[todo[0]]
         used = sorted({int(i) for s in scans.values() for i in np.concatenate([s.top_indices.ravel(),
                                                                                 s.bottom_indices.ravel()])})
@@ -289,13 +308,13 @@ class Builder:
                         where[layer].setdefault(int(i), []).append((c, rank))
             import torch
 
+            tower = ScanTower(self.model, todo, _local_precision(self.model, scan_options, precision))
             for start in range(0, len(used), self.options.batch_size):
                 chunk = used[start:start + self.options.batch_size]
                 pixels = torch.stack([self.model.pixels(self.source.load(i)) for i in chunk])
                 for i, px in zip(chunk, pixels):
                     thumbs[i] = self.put(image_to_png_bytes(to_pil(px)), ".png", files)
-                with torch.inference_mode():
-                    acts = capture_layers(self.model, pixels, todo)
+                acts, _ = tower.forward(pixels)
                 for layer in todo:
                     grid = acts[layer].float().clamp(min=0).cpu().numpy()
                     for j, i in enumerate(chunk):

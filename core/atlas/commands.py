@@ -11,8 +11,8 @@ from typing import Any, Iterator
 
 import click
 
-from ..cli_support import (device_option, image_source, load_model_option, model_argument, parse_pairs,
-                           tqdm_progress, user_errors)
+from ..cli_support import (device_option, image_source, load_model_option, make_scan_options, model_argument,
+                           parse_pairs, scan_options, tqdm_progress, user_errors)
 
 RESUME = "the atlas keeps everything finished so far: run the same command again to resume"
 
@@ -53,9 +53,10 @@ def stage_pairs(pairs: tuple[str, ...]) -> dict[str, dict[str, str]]:
 @click.option("-p", "--param", "pairs", multiple=True,
               help="Stage parameter STAGE.NAME=VALUE, e.g. -p vis.lr=0.05 -p neuron_label.n_words=5000.")
 @click.option("--wait", is_flag=True, help="If another build is writing the atlas, wait for it, then continue it.")
+@scan_options
 @device_option
 def build(model, layers, path, images, source_name, source_pairs, with_, without, k, steps, visualizer, vis_batch,
-          batch_size, workers, pairs, wait, device) -> None:
+          batch_size, workers, pairs, wait, precision, engine, ray_address, ray_actors, device) -> None:
     """Build (or continue) the atlas of MODEL's LAYERs in the folder PATH."""
     from ..registry import get_registry
     from .build import BuildOptions, build_atlas
@@ -71,7 +72,8 @@ def build(model, layers, path, images, source_name, source_pairs, with_, without
         options = BuildOptions(layers=list(layers), stages=list(with_) or None, without=list(without), k=k,
                                visualizer=visualizer, vis_params={"steps": steps, **per_stage.pop("vis", {})},
                                vis_batch=vis_batch, probe_params=per_stage, batch_size=batch_size,
-                               num_workers=workers)
+                               num_workers=workers,
+                               scan=make_scan_options(precision, engine, ray_address, ray_actors, batch_size, workers))
         started = time.time()
         try:
             report = build_atlas(clip, path, source, source.describe(), options, registry=registry,
