@@ -353,15 +353,17 @@ class ClipModel:
         gradients flow when the caller has them enabled."""
         return self.logits(self.forward_visual(pixels), classifier)
 
-    def render_tower(self, precision: str = "fp32", keep: "Sequence[str] | set[str]" = ()) -> "ClipModel":
+    def render_tower(self, precision: str = "fp32", keep: "Sequence[str] | set[str]" = (), *,
+                     channels_last: bool | None = None) -> "ClipModel":
         """A private copy of this model for optimizing inputs (feature visualization): a ResNet
         tower with its BatchNorms folded into the convolutions, in bf16 + channels_last when
         ``precision`` is ``"bf16"``, with packed oneDNN convolutions on CPU; other towers as they
-        are. Layers in ``keep`` stay unfolded so hooks there see their own outputs. This model is
-        not changed."""
+        are. Layers in ``keep`` stay unfolded so hooks there see their own outputs. ``channels_last``:
+        NHWC weights also in fp32 (what forward-only work wants; default: with bf16 only). This
+        model is not changed."""
         from ._kernels.tower import fast_tower
 
-        return fast_tower(self, precision, keep=keep)
+        return fast_tower(self, precision, keep=keep, channels_last=channels_last)
 
     def with_visual(self, visual: nn.Module) -> "ClipModel":
         """The same model with another visual tower (e.g. :meth:`render_tower`'s private

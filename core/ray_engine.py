@@ -65,10 +65,13 @@ def pool_plan(resources: dict, actors: int | None = None) -> dict:
     gpus, cpus = int(resources.get("GPU", 0)), float(resources.get("CPU", 1))
     if gpus:
         count = actors or gpus
-        return {"actors": count, "num_gpus": min(1.0, gpus / count), "num_cpus": 1.0, "device": "cuda"}
+        return {"actors": count, "num_gpus": min(1.0, gpus / count), "num_cpus": 1.0, "device": "cuda", "threads": 1}
     count = actors or max(1, int(cpus // 4))
     share = max(0.25, (cpus - 1) / count) if cpus > 1 else 0.5
-    return {"actors": count, "num_gpus": 0.0, "num_cpus": round(share, 2), "device": "cpu"}
+    # the reservation leaves a CPU to decoding, but torch in each actor may use its whole share of the
+    # CPUs: decoding an image costs a small part of running it through the model
+    threads = max(1, int(cpus // count))
+    return {"actors": count, "num_gpus": 0.0, "num_cpus": round(share, 2), "device": "cpu", "threads": threads}
 
 
 def actor_device(options: ScanOptions) -> str:
@@ -157,7 +160,7 @@ def ray_scan(model: "ClipModel", source: "ImageSource", request: ScanRequest, op
     data = data.map_batches(
         _ScanActor, batch_size=per_call, compute=ray.data.ActorPoolStrategy(size=plan["actors"]),
         fn_constructor_kwargs={"model_ref": [model_ref], "request": request, "precision": precision,
-                               "device": plan["device"], "threads": max(1, int(plan["num_cpus"]))},
+                               "device": plan["device"], "threads": plan["threads"]},
         num_cpus=plan["num_cpus"], num_gpus=plan["num_gpus"] or None)
     for row in data.iter_rows():
         part = ScanPartial.from_bytes(bytes(row["partial"]), request, channels)

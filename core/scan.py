@@ -271,7 +271,9 @@ class ScanTower:
         self.model = model
         self.layers = list(dict.fromkeys(layers))
         self.precision = resolve_precision(model.device, model.image_size, precision)
-        self.tower = model.render_tower(self.precision, keep=self.layers)
+        # NHWC in every precision: a forward-only pass gains from it on CPU (docs/benchmarks.md)
+        self.channels_last = model.kind == "resnet"
+        self.tower = model.render_tower(self.precision, keep=self.layers, channels_last=self.channels_last)
         self.channels = {layer: model.layer_info(layer).channels for layer in self.layers}
 
     def autocast(self):
@@ -286,6 +288,8 @@ class ScanTower:
         from .activations import capture_layers, layer_hooks
 
         pixels = pixels.to(self.model.device, non_blocking=True)
+        if self.channels_last:
+            pixels = pixels.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), self.autocast():
             if not embeddings:
                 return capture_layers(self.tower, pixels, self.layers), None

@@ -63,8 +63,8 @@ def test_ray_equals_local_on_a_resnet_over_a_folder(local_ray, tiny_resnet, webd
                 name = f"{side}_{what}"
                 assert torch.equal(getattr(local.topk[layer], name), getattr(far.topk[layer], name)), (layer, name)
         assert np.array_equal(local.layer_rows(layer), far.layer_rows(layer))
-    # the embedding's matrix products sum in an order that follows the thread count (the actor has
-    # one thread here, this process two): equal to float32 rounding, where the convolutions are exact
+    # the embedding's matrix products sum in an order that follows the thread count, which an actor
+    # and this process need not share: equal to float32 rounding, where the convolutions are exact
     assert np.allclose(local.embedding_rows(), far.embedding_rows(), rtol=1e-5, atol=1e-6)
     assert far.sorted_skipped() == local.sorted_skipped() and far.sorted_skipped()[0][0] == 5
     assert far.loaded == 21 and far.batches == set(range(6)) and far.precision == local.precision == "fp32"
@@ -110,10 +110,12 @@ def test_ray_equals_local_on_a_vit_over_webdataset_shards_with_an_actor_killed(l
     assert far[layers[0]].categories == local[layers[0]].categories
 
 
-def test_the_pool_plan_leaves_a_cpu_to_decoding_and_takes_gpus():
-    assert pool_plan({"CPU": 2.0}, 2) == {"actors": 2, "num_gpus": 0.0, "num_cpus": 0.5, "device": "cpu"}
-    assert pool_plan({"CPU": 64.0})["actors"] == 16
-    assert pool_plan({"CPU": 32.0, "GPU": 4.0}) == {"actors": 4, "num_gpus": 1.0, "num_cpus": 1.0, "device": "cuda"}
+def test_the_pool_plan_leaves_a_cpu_to_decoding_uses_the_cores_and_takes_gpus():
+    assert pool_plan({"CPU": 2.0}, 2) == {"actors": 2, "num_gpus": 0.0, "num_cpus": 0.5, "device": "cpu", "threads": 1}
+    assert pool_plan({"CPU": 2.0}, 1) == {"actors": 1, "num_gpus": 0.0, "num_cpus": 1.0, "device": "cpu", "threads": 2}
+    assert pool_plan({"CPU": 64.0})["actors"] == 16 and pool_plan({"CPU": 64.0})["threads"] == 4
+    assert pool_plan({"CPU": 32.0, "GPU": 4.0}) == {"actors": 4, "num_gpus": 1.0, "num_cpus": 1.0, "device": "cuda",
+                                                    "threads": 1}
 
 
 def test_without_ray_the_engine_says_how_to_get_it(tmp_path):

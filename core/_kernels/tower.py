@@ -62,10 +62,15 @@ def fold_batchnorm(visual: nn.Module, keep: Iterable[str] = ()) -> int:
     return folded
 
 
-def fast_tower(model: "ClipModel", precision: str, keep: Iterable[str] = ()) -> "ClipModel":
+def fast_tower(model: "ClipModel", precision: str, keep: Iterable[str] = (), *,
+               channels_last: bool | None = None) -> "ClipModel":
     """``model`` with a private copy of its visual tower, BatchNorms folded and weights in the
-    working dtype (``"bf16"``/``"fp16"``: bfloat16/float16 + channels_last; ``"fp32"``: float32), its convolutions
-    packed for oneDNN on CPU, and there in bf16 its ReLUs fused into them.
+    working dtype (``"bf16"``/``"fp16"``: bfloat16/float16; ``"fp32"``: float32), its convolutions
+    packed for oneDNN on CPU, and there in channels_last its ReLUs fused into them.
+
+    ``channels_last`` (default: for bf16/fp16 only) lays the weights out NHWC. Feature
+    visualization keeps fp32 NCHW, where its backward pass was faster; a forward-only scan runs
+    fp32 channels_last, twice as fast as NCHW on an AVX2 CPU (docs/benchmarks.md).
 
     Only ResNet towers are copied; any other tower is returned as ``model`` itself (nothing to
     fold; autocast handles bf16 there). The copy shares the text tower, tokenizer and metadata,
@@ -77,9 +82,12 @@ def fast_tower(model: "ClipModel", precision: str, keep: Iterable[str] = ()) -> 
         visual = copy.deepcopy(model.visual)
     fold_batchnorm(visual, keep)
     half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    memory_format = torch.channels_last if half is not None else torch.contiguous_format
+    if channels_last is None:
+        channels_last = half is not None
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     if half is not None:
-        visual = visual.to(half).to(memory_format=memory_format)
+        visual = visual.to(half)
+    visual = visual.to(memory_format=memory_format)
     for p in visual.parameters():
         p.requires_grad_(False)
     if model.device.type == "cpu":

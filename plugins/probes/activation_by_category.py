@@ -9,12 +9,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmneurons.activations import capture_layers
 from mmneurons.images import ImageLoadError, iterate_batches
 from mmneurons.kinds import Probe, Progress, no_progress
 from mmneurons.models import ClipModel
 from mmneurons.params import Param
 from mmneurons.results import ProbeResult
+from mmneurons.scan import ScanTower
 from mmneurons.units import Unit
 
 
@@ -42,16 +42,19 @@ class ActivationByCategoryProbe(Probe):
     description = "A unit's activations binned from most negative to most positive, counted by image category."
     targets = ("unit",)
     params = (Param("bins", "int", 10, min=1, max=1000, help="equal-width activation bins"),
-              Param("batch_size", "int", 64, min=1, help="images per forward pass"))
+              Param("batch_size", "int", 64, min=1, help="images per forward pass"),
+              Param("precision", "str", "auto", choices=("auto", "fp32", "bf16", "fp16"),
+                    help="what the forward pass computes in (auto follows the hardware; docs/scale.md)"))
 
     def compute(self, model: ClipModel, unit: Unit, source: Any, values_: dict,
                 progress: Progress = no_progress) -> ProbeResult:
         acts, cats, skipped = [], [], 0
-        with torch.inference_mode(), model.lock:
+        tower = ScanTower(model, [unit.layer], values_["precision"])  # the scans' fast path
+        with tower.held():
             for batch in iterate_batches(source, model.image_size, batch_size=values_["batch_size"]):
                 skipped += len(batch.skipped)
                 if len(batch.indices):
-                    acts.append(unit.read(capture_layers(model, batch.pixels, [unit.layer])[unit.layer]).float().cpu())
+                    acts.append(unit.read(tower.forward(batch.pixels)[0][unit.layer]).float().cpu())
                     cats += [source.record(int(i)).category for i in batch.indices]
                 progress(len(cats) + skipped, len(source), f"activations of {unit}")
         if not cats:
