@@ -128,19 +128,26 @@ def bench_ray(args) -> None:
         start = time.perf_counter()
         local = scan_layers_top_k(model, source, [layer], K, options=options)[layer]
         local_s = time.perf_counter() - start
-        print(f"| local | - | {local_s:.1f} | {args.images / local_s:.1f} | - | - |")
+        print(f"| local | - | {local_s:.1f} | {args.images / local_s:.2f} | - | - | - | - |")
         start = time.perf_counter()
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level="error")
         init_s = time.perf_counter() - start
         for actors in [int(a) for a in args.actors.split(",")]:
             far_options = ScanOptions(batch_size=args.batch_size, engine="ray", ray_actors=actors)
+            seen: list[tuple[float, int]] = []
             start = time.perf_counter()
-            far = scan_layers_top_k(model, source, [layer], K, options=far_options)[layer]
+            far = scan_layers_top_k(model, source, [layer], K, options=far_options,
+                                    progress=lambda done, total, what: seen.append((time.perf_counter(), done)))
             far_s = time.perf_counter() - start
             same = np.array_equal(far.top_indices, local.top_indices) and np.array_equal(far.top_values,
                                                                                         local.top_values)
+            # steady state: from the first partial result to the last (the actors' start-up excluded)
+            first = next((t, d) for t, d in seen if d > 0)
+            steady = (seen[-1][1] - first[1]) / (seen[-1][0] - first[0]) if seen[-1][0] > first[0] else float("nan")
             print(f"| ray, {actors} actor(s) | {init_s:.1f} | {far_s:.1f} | {args.images / far_s:.1f} | "
-                  f"{(far_s - local_s) / local_s:+.0%} | {'identical' if same else 'DIFFERENT'} |")
+                  f"{(far_s - local_s) / local_s:+.0%} | {first[0] - start:.1f} s ({first[1]} images) | "
+                  f"{steady:.2f} ({(args.images / local_s) / steady - 1:+.0%}) | "
+                  f"{'identical' if same else 'DIFFERENT'} |")
         ray.shutdown()
 
 
@@ -163,7 +170,8 @@ def main() -> None:
               "| scan / bare |")
         bench_principle(args)
     else:
-        print("| engine | Ray start-up (s) | scan (s) | images/s | against local | top-k |")
+        print("| engine | Ray start-up (s) | scan (s) | images/s | against local | first result | steady images/s "
+              "(per-image overhead) | top-k |")
         bench_ray(args)
 
 

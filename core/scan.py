@@ -7,8 +7,8 @@ probes that stream a source (:func:`mmneurons.activations.scan_layers_top_k`,
 private, BatchNorm-folded copy of the visual tower that feature visualization renders through
 (packed oneDNN convolutions on CPU; bf16 + channels_last when the precision is bf16), under
 ``torch.inference_mode``, stopped after the deepest layer asked for. Where batches run is the
-*engine*: ``local`` (this process; decoding in DataLoader workers) or ``ray``
-(:mod:`mmneurons.ray_engine`, Ray Data over an actor pool).
+*engine* (:mod:`mmneurons.engines`): ``local`` (:func:`local_scan`: this process, decoding in
+DataLoader workers) or ``ray`` (:mod:`mmneurons.ray_engine`, Ray Data over an actor pool).
 
 Both engines cut the source into the same image batches (batch ``j`` holds images
 ``j * batch_size`` up to the next multiple) and fold each batch with :meth:`ScanPartial.add`;
@@ -34,8 +34,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .images import ImageSource
     from .models import ClipModel
 
-__all__ = ["ENGINES", "ScanOptions", "ScanRequest", "ScanPartial", "ScanTower", "StreamingTopK", "run_scan",
-           "engine_precision", "n_batches", "batch_range"]
+__all__ = ["ENGINES", "ScanOptions", "ScanRequest", "ScanPartial", "ScanTower", "StreamingTopK", "local_scan",
+           "n_batches", "batch_range"]
 
 #: where a scan's batches run
 ENGINES = ("local", "ray")
@@ -285,7 +285,7 @@ class ScanTower:
     def forward(self, pixels: torch.Tensor, embeddings: bool = False
                 ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
         """``({layer: [B, C, H, W]}, unit-norm embeddings or None)`` of ``pixels`` in [0, 1]."""
-        from .activations import capture_layers, layer_hooks
+        from .capture import capture_layers, layer_hooks
 
         pixels = pixels.to(self.model.device, non_blocking=True)
         if self.channels_last:
@@ -302,35 +302,7 @@ class ScanTower:
         return self.tower.lock
 
 
-# -- engines ----------------------------------------------------------------------------------------
-def engine_precision(model: "ClipModel", options: ScanOptions) -> str:
-    """The precision a scan with ``options`` computes in: ``auto`` resolved for the device the
-    engine runs the model on (Ray: its actors' device, which may be a GPU this process lacks)."""
-    if options.engine == "ray":
-        from .ray_engine import actor_device
-
-        return resolve_precision(actor_device(options), model.image_size, options.precision)
-    return resolve_precision(model.device, model.image_size, options.precision)
-
-
-def run_scan(model: "ClipModel", source: "ImageSource", request: ScanRequest, options: ScanOptions = ScanOptions(),
-             *, progress: Progress = no_progress, what: str = "scanning",
-             resume: ScanPartial | None = None, on_batch=None) -> ScanPartial:
-    """Scan ``source`` and return the merged :class:`ScanPartial` of all its batches.
-
-    ``resume``: a partial saved earlier (its batches are not run again). ``on_batch(partial)``:
-    called after each batch the engine folds in (the local engine: every batch; Ray: every block),
-    e.g. to checkpoint.
-    """
-    if options.engine == "ray":
-        from .ray_engine import ray_scan
-
-        return ray_scan(model, source, request, options, progress=progress, what=what, resume=resume,
-                        on_batch=on_batch)
-    return local_scan(model, source, request, options, progress=progress, what=what, resume=resume,
-                      on_batch=on_batch)
-
-
+# -- the local engine ------------------------------------------------------------------------------
 def local_scan(model: "ClipModel", source: "ImageSource", request: ScanRequest, options: ScanOptions,
                *, progress: Progress = no_progress, what: str = "scanning", resume: ScanPartial | None = None,
                on_batch=None) -> ScanPartial:

@@ -144,3 +144,16 @@ def webdataset_shards(tmp_path_factory, random_images):
             random_images[i].save(same / f"{i:04d}.png")
         write_shard(shards / f"shard-{shard:05d}.tar", samples)
     return shards, same
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """A real local Ray with two logical CPUs, started once for the tests that need it (start-up
+    costs seconds) and stopped at the end of the session."""
+    ray = pytest.importorskip("ray", reason="the test extra installs Ray")
+    if ray.is_initialized():  # one a command under test started with other resources
+        ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="error")
+    yield ray
+    if ray.is_initialized():
+        ray.shutdown()

@@ -19,21 +19,17 @@ from mmneurons.activations import scan_layers_top_k
 from mmneurons.dataset_sources import WebDatasetSource
 from mmneurons.images import FolderSource
 from mmneurons.ray_engine import pool_plan
-from mmneurons.scan import ScanOptions, ScanRequest, run_scan
+from mmneurons.engines import run_scan
+from mmneurons.scan import ScanOptions, ScanRequest
 
 ray = pytest.importorskip("ray", reason="the test extra installs Ray; without it the Ray engine is not testable")
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    """A real local Ray with two logical CPUs, started by the test and stopped after the module."""
-    if ray.is_initialized():  # one an earlier test's command started with other resources
-        ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="error")
-    yield ray
-    ray.shutdown()
+@pytest.fixture
+def local_ray(ray_session):
+    return ray_session
 
 
 def _same(a, b) -> None:

@@ -75,7 +75,7 @@ def test_the_readme_has_the_commands_this_test_runs():
 
 
 @pytest.mark.slow
-def test_every_readme_command_and_python_block_runs(registry, tmp_path, monkeypatch):
+def test_every_readme_command_and_python_block_runs(registry, tmp_path, monkeypatch, ray_session):
     monkeypatch.chdir(tmp_path)
     write_random_images(tmp_path / "photos", 4, (80, 96))  # "your images": the README's examples read them
     served = []  # `mmneurons app` becomes the Streamlit server: its command line and settings are kept instead
@@ -87,7 +87,9 @@ def test_every_readme_command_and_python_block_runs(registry, tmp_path, monkeypa
             assert out.exit_code == 1 and OFFLINE in out.output and "Traceback" not in out.output, (args, out.output)
         else:
             assert out.exit_code == 0, (args, out.output)
+    # the README's --engine ray command joined the session's local Ray (it would start one)
     assert (tmp_path / "samples" / "photo-star.png").is_file() and (tmp_path / "runs" / "ig").is_dir()
+    assert (tmp_path / "runs" / "demo-ray" / "result.json").is_file()
     assert (tmp_path / "demo-site" / "index.html").is_file()
     assert served and served[-1]["MMNEURONS_ATLAS"] == str(tmp_path / "demo-atlas")
     for block in python_blocks():

@@ -9,7 +9,8 @@ import torch
 
 from mmneurons.activations import capture_layers, reduce_spatial, scan_top_k
 from mmneurons.images import ListSource, to_pixels
-from mmneurons.scan import ScanOptions, ScanPartial, ScanRequest, StreamingTopK, run_scan
+from mmneurons.engines import run_scan
+from mmneurons.scan import ScanOptions, ScanPartial, ScanRequest, StreamingTopK
 
 
 def _plain_fp32(model, images, layer, reduce="mean"):

@@ -280,7 +280,8 @@ class Builder:
         from ..activations import scan_layers_top_k
         from ..images import to_pil
         from ..results import image_to_png_bytes
-        from ..scan import ScanTower, engine_precision
+        from ..engines import engine_precision
+        from ..scan import ScanTower
 
         layers, k, scan_options = list(self.options.layers), self.options.k, self.options.scan_options()
         precision = engine_precision(self.model, scan_options)
