@@ -137,7 +137,7 @@ def bench_ray(args) -> None:
             seen: list[tuple[float, int]] = []
             start = time.perf_counter()
             far = scan_layers_top_k(model, source, [layer], K, options=far_options,
-                                    progress=lambda done, total, what: seen.append((time.perf_counter(), done)))
+                                    progress=lambda done, total, what: seen.append((time.perf_counter(), done)))[layer]
             far_s = time.perf_counter() - start
             same = np.array_equal(far.top_indices, local.top_indices) and np.array_equal(far.top_values,
                                                                                         local.top_values)

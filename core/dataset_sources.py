@@ -29,6 +29,8 @@ __all__ = ["WebDatasetSource", "ParquetSource", "expand_paths", "IMAGE_EXTENSION
 
 #: member extensions of a WebDataset sample read as its image, in order of preference
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff", "ppm")
+#: shard files a process keeps open at once (loads come in order, so one is usually enough)
+_OPEN_SHARDS = 8
 #: extensions / columns read as an image's category (labels first, then captions)
 _LABEL_KEYS = ("cls", "label", "category", "class")
 _CAPTION_KEYS = ("txt", "caption", "text")
@@ -172,6 +174,10 @@ class WebDatasetSource:
             raise ImageLoadError(f"{name}: truncated (the shard ends inside the image)")
         handle = self._handles.get(member.shard)
         if handle is None:
+            if len(self._handles) >= _OPEN_SHARDS:  # thousands of shards must not mean thousands of open files
+                for other in self._handles.values():
+                    other.close()
+                self._handles.clear()
             handle = self._handles[member.shard] = open(self.shards[member.shard], "rb")
         handle.seek(member.offset)
         return decode_image(handle.read(member.size), name)

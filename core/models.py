@@ -152,18 +152,31 @@ class ClipModel:
         self._layers: list[LayerInfo] | None = None
         #: serializes forward/backward work when one model is shared between threads (the app)
         self.lock = threading.RLock()
+        #: copies derived from this model for one kind of work (the scan tower), rebuilt on demand
+        self._derived: dict[str, tuple[Any, Any]] = {}
 
     def __repr__(self) -> str:
         return f"ClipModel({self.model_id!r}, {self.kind}, {self.image_size}px, {self.device})"
 
-    def __getstate__(self) -> dict:  # copy.deepcopy and pickle: the lock is per instance
+    def __getstate__(self) -> dict:  # copy.deepcopy and pickle: the lock and derived copies are per instance
         state = dict(self.__dict__)
         state.pop("lock", None)
+        state.pop("_derived", None)
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self.lock = threading.RLock()
+        self._derived = {}
+
+    def derived(self, kind: str, key: Any, build: "Callable[[], Any]") -> Any:
+        """The copy of this model made for ``kind`` of work with ``key``, built by ``build`` on first
+        use and kept (one per kind: another key replaces it). Not copied or pickled with the model."""
+        with self.lock:
+            held = self._derived.get(kind)
+            if held is None or held[0] != key:
+                held = self._derived[kind] = (key, build())
+            return held[1]
 
     # -- structure -------------------------------------------------------------------------------
     @property

@@ -143,3 +143,12 @@ def test_parquet_with_paths_and_labels(tmp_path, webdataset_shards, random_image
     (tmp_path / "fake.parquet").write_bytes(b"not parquet")
     with pytest.raises(ImageLoadError, match="not a parquet file"):
         ParquetSource(tmp_path / "fake.parquet")
+
+
+def test_many_shards_keep_few_files_open(tmp_path, random_images):
+    for n in range(12):
+        write_shard(tmp_path / f"s{n:02d}.tar", [(f"k{n}", {"png": png_bytes(random_images[n])})])
+    source = WebDatasetSource(tmp_path)
+    for i in range(12):
+        assert np.array_equal(to_pixels(source.load(i), 16), to_pixels(random_images[i], 16))
+        assert len(source._handles) <= 8

@@ -138,3 +138,16 @@ def test_scan_options_are_checked():
         ScanOptions(engine="spark")
     with pytest.raises(ValueError, match="batch_size must be at least 1"):
         ScanOptions(batch_size=0)
+
+
+def test_the_scan_tower_is_built_once_per_model_and_precision_and_never_pickled(bn_resnet, random_images):
+    import pickle
+
+    from mmneurons.scan import ScanTower
+
+    first = ScanTower(bn_resnet, ["layer2"], "fp32").tower
+    assert ScanTower(bn_resnet, ["layer3", "layer2"], "fp32").tower is first  # blocks do not change the copy
+    assert ScanTower(bn_resnet, ["layer2"], "bf16").tower is not first
+    assert ScanTower(bn_resnet, ["layer1.0.bn1"], "bf16").tower.module("layer1.0.bn1").__class__.__name__ == \
+        "BatchNorm2d"  # a hooked BatchNorm stays unfolded: another copy
+    assert pickle.loads(pickle.dumps(bn_resnet))._derived == {}
