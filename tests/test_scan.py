@@ -61,28 +61,28 @@ def _images(request, which):
 
 
 def test_a_scan_leaves_the_shared_model_free_for_other_threads(bn_resnet, random_images):
-    """The ResNet scan runs a private tower: the shared model's lock is not held while it runs."""
+    """The ResNet scan runs a private tower: while it runs, another thread can take the shared
+    model's lock (round 1's scan held it for the whole pass)."""
     import threading
 
-    free = []
+    asked, answered, free = threading.Event(), threading.Event(), []
 
     def progress(done, total, what):
-        got = bn_resnet.lock.acquire(blocking=False) if threading.current_thread() is not main else True
-        free.append(got)
-        if got and threading.current_thread() is not main:
-            bn_resnet.lock.release()
+        if done and not asked.is_set():  # mid-scan: let the other thread try the lock, then go on
+            asked.set()
+            answered.wait(10)
 
-    main = threading.current_thread()
-    checker = []
-
-    def scan():
-        checker.append(scan_top_k(bn_resnet, ListSource(random_images[:8]), "layer2", k=2, batch_size=4,
-                                  num_workers=0, progress=progress))
-
-    thread = threading.Thread(target=scan)
-    thread.start()
-    thread.join()
-    assert free and all(free) and checker
+    scan = threading.Thread(target=lambda: scan_top_k(bn_resnet, ListSource(random_images[:8]), "layer2", k=2,
+                                                      batch_size=4, num_workers=0, progress=progress))
+    scan.start()
+    assert asked.wait(60)
+    got = bn_resnet.lock.acquire(blocking=False)
+    if got:
+        bn_resnet.lock.release()
+    free.append(got)
+    answered.set()
+    scan.join()
+    assert free == [True]
 
 
 def test_partials_merge_exactly_in_any_order_with_ties_broken_by_position():
