@@ -78,7 +78,7 @@ class ScanRequest:
         if self.reduce not in ("mean", "max"):
             raise ValueError(f"reduce must be 'mean' or 'max', got {self.reduce!r}")
         if self.k < 0:
-            raise ValueError(f"k must be at least 1, got {self.k}")
+            raise ValueError(f"k must be 0 (no top-k) or more, got {self.k}")
 
 
 def n_batches(n_images: int, batch_size: int) -> int:
