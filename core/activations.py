@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import torch
 
-from .capture import capture_layers, layer_gradient, layer_hooks, reduce_spatial, unit_activations  # noqa: F401
+from .capture import (capture_layers, channel_dim, edited_layer, layer_gradient, layer_hooks,  # noqa: F401
+                      reduce_spatial, unit_activations)
 from .errors import CheckpointError
 from .kinds import Progress, no_progress
 from .results import TopKActivations

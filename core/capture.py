@@ -10,14 +10,25 @@ re-exports all of it next to the scans.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import torch
 
 if TYPE_CHECKING:  # pragma: no cover
     from .models import ClipModel
 
-__all__ = ["layer_hooks", "capture_layers", "unit_activations", "layer_gradient", "reduce_spatial"]
+__all__ = ["Captured", "layer_hooks", "capture_layers", "unit_activations", "layer_gradient", "reduce_spatial",
+           "edited_layer", "channel_dim"]
+
+
+class Captured(dict):
+    """``{layer: [B, C, H, W]}`` canonical activations, and in ``raw`` each layer's output as the
+    module returned it: the tensor later layers are computed from, to differentiate with respect
+    to (a ViT block's grid is a reshaped copy off that path)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.raw: dict[str, torch.Tensor] = {}
 
 
 class _StopForward(Exception):
@@ -25,7 +36,7 @@ class _StopForward(Exception):
 
 
 @contextmanager
-def layer_hooks(model: "ClipModel", layers: Sequence[str], *, stop: bool = True) -> Iterator[dict]:
+def layer_hooks(model: "ClipModel", layers: Sequence[str], *, stop: bool = True) -> Iterator[Captured]:
     """Hook ``layers`` for one forward pass; yields the dict that fills with canonical outputs.
 
     Every hook is removed on exit, also when the forward raises. The model's lock is held from the
@@ -36,12 +47,13 @@ def layer_hooks(model: "ClipModel", layers: Sequence[str], *, stop: bool = True)
     if not layers:
         raise ValueError("no layer requested")
     modules = {name: model.module(name) for name in layers}  # unknown names fail before any hook
-    store: dict[str, torch.Tensor] = {}
+    store = Captured()
     remaining = set(layers)
     handles = []
 
     def make_hook(name: str):
         def hook(_module, _inputs, output):
+            store.raw[name] = output[0] if isinstance(output, (tuple, list)) else output
             store[name] = model.to_grid(name, output)
             remaining.discard(name)
             if stop and not remaining:
@@ -61,9 +73,10 @@ def layer_hooks(model: "ClipModel", layers: Sequence[str], *, stop: bool = True)
 
 def capture_layers(
     model: "ClipModel", pixels: torch.Tensor, layers: Sequence[str], *, stop: bool = True
-) -> dict[str, torch.Tensor]:
+) -> Captured:
     """Run ``pixels`` ([0, 1], ``[B, 3, S, S]``) up to the deepest of ``layers`` and return
-    ``{layer: [B, C, H, W]}``. Gradients flow when the caller has them enabled."""
+    ``{layer: [B, C, H, W]}`` (a :class:`Captured`, with the raw outputs). Gradients flow when the
+    caller has them enabled."""
     with layer_hooks(model, layers, stop=stop) as store:
         try:
             model.visual(model.normalize(pixels.to(model.device)))
@@ -107,6 +120,39 @@ def layer_gradient(model: "ClipModel", pixels: torch.Tensor, layer: str, score) 
         finally:
             handle.remove()
     return model.layout(layer)(grad)
+
+
+def channel_dim(output: torch.Tensor) -> int:
+    """Where a layer's raw output keeps its channels (the units): dim 1 of ResNet maps ``[B, C, H,
+    W]`` and pooled ``[B, C]`` outputs, the last dim of token sequences ``[B, T, C]`` / ``[T, B, C]``."""
+    return 1 if output.ndim in (2, 4) else output.ndim - 1
+
+
+@contextmanager
+def edited_layer(model: "ClipModel", layer: str,
+                 edit: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[None]:
+    """Every forward pass in this block runs with ``layer``'s output replaced by ``edit(view)``,
+    where ``view`` is the output with its channels moved to dim 1 (``[B, C, ...]``; every position
+    of a channel, a ViT's class token included) and ``edit`` returns a tensor of the same shape.
+    Interventions (ablation, raising a unit) are written once against this view, for ResNet maps
+    and token sequences alike. Holds the model's lock, like :func:`layer_hooks`."""
+    module = model.module(layer)
+
+    def hook(_module, _inputs, output):
+        first = output[0] if isinstance(output, (tuple, list)) else output
+        dim = channel_dim(first)
+        edited = edit(first.movedim(dim, 1)).movedim(1, dim)
+        if edited.shape != first.shape:
+            raise ValueError(f"an edit of layer '{layer}' changed its shape {tuple(first.shape)} to "
+                             f"{tuple(edited.shape)}")
+        return (edited, *output[1:]) if isinstance(output, tuple) else edited
+
+    with model.lock:
+        handle = module.register_forward_hook(hook)
+        try:
+            yield
+        finally:
+            handle.remove()
 
 
 def reduce_spatial(acts: torch.Tensor, reduce: str) -> torch.Tensor:
