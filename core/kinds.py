@@ -146,6 +146,9 @@ class Probe(PluginObject):
     #: A probe that declares them (and takes a ``"layer"``) adds its per-unit table rows (rows with a
     #: :data:`~mmneurons.results.UNIT_COLUMN`) to every unit of an atlas.
     atlas: Mapping[str, Any] | None = None
+    #: whether an atlas build that names no stages runs this one; False for a column too costly to
+    #: build unasked (``mmneurons atlas build --with NAME`` still builds it)
+    atlas_default: bool = True
 
     def accepts(self, target_kind: str) -> bool:
         """Whether ``run`` takes a target of this kind (one of :data:`PROBE_TARGETS`)."""

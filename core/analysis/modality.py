@@ -53,10 +53,24 @@ def max_z(concepts: int) -> float:
 def multimodality(table: np.ndarray, z_min: float = 1.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(multimodal ``[C]`` bool, top concept ``[C]``, score ``[C]`` = the smallest z of the top concept
     over modalities where all modalities agree, else -inf) from a ``[M, K, C]`` table."""
-    std = table.std(axis=1, keepdims=True)
-    z = (table - table.mean(axis=1, keepdims=True)) / np.where(std > 1e-12, std, np.inf)
+    z = concept_z(table)
     top = table.argmax(axis=1)                                    # [M, C]
     agree = (top == top[0]).all(axis=0)
     z_top = np.take_along_axis(z, top[:, None, :], axis=1)[:, 0, :]  # [M, C]
     score = np.where(agree, z_top.min(axis=0), -np.inf)
     return agree & (score >= z_min), top[0], score
+
+
+def concept_z(table: np.ndarray) -> np.ndarray:
+    """``[M, K, C]`` z-scores of each concept's mean activation across concepts, per modality and unit
+    (0 where a unit does not vary across concepts)."""
+    std = table.std(axis=1, keepdims=True)
+    return (table - table.mean(axis=1, keepdims=True)) / np.where(std > 1e-12, std, np.inf)
+
+
+def units_for_concept(table: np.ndarray, concept: int, n: int) -> list[int]:
+    """The ``n`` units most multimodal for one concept: by the concept's z-score in the modality
+    where it is lowest (what :func:`multimodality` scores for a unit's own top concept), highest
+    first. Defined for every concept, also one that is no unit's top concept."""
+    weakest = concept_z(table)[:, concept, :].min(axis=0)
+    return [int(c) for c in np.argsort(-weakest, kind="stable")[:n]]

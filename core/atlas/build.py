@@ -12,7 +12,9 @@ Stages (``--with`` / ``--without`` name them):
   ``neuron_label``, ``modality``): the probe runs on all the layers at once (``Probe.run_layers``;
   the built-in three make one pass over their images or words for all of them) and its per-unit
   table rows become the unit's values. A probe whose source lacks what it needs (``modality`` without concept x
-  modality images) is recorded as skipped, with the reason.
+  modality images) is recorded as skipped, with the reason. A probe whose column is costly
+  (``ablation``: one pass over the images per unit) says ``atlas_default = False`` and is built
+  only when named (``--with ablation``).
 
 Files are written before the rows that name them; every write of rows is one transaction.
 """
@@ -266,7 +268,8 @@ class Builder:
     def plan(self) -> list[str]:
         probes = atlas_probes(self.registry, self.model)
         known = list(CORE_STAGES) + sorted(probes)
-        asked = list(self.options.stages) if self.options.stages else known
+        asked = list(self.options.stages) if self.options.stages else [
+            s for s in known if s in CORE_STAGES or getattr(probes[s], "atlas_default", True)]
         unknown = [s for s in list(asked) + list(self.options.without) if s not in known]
         if unknown:
             raise AtlasError(f"unknown atlas stage(s): {', '.join(unknown)}; stages: {', '.join(known)}")

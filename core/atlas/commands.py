@@ -42,7 +42,8 @@ def stage_pairs(pairs: tuple[str, ...]) -> dict[str, dict[str, str]]:
 @click.option("--images", type=click.Path(), default=None, help="Folder of images for the dataset examples.")
 @click.option("--source", "source_name", default=None, help="A registered image source, e.g. demo_shapes.")
 @click.option("-s", "--source-param", "source_pairs", multiple=True, help="Image source parameter NAME=VALUE.")
-@click.option("--with", "with_", multiple=True, help="Build only these stages (repeat; default: all).")
+@click.option("--with", "with_", multiple=True,
+              help="Build only these stages (repeat; default: all but the costly ones, such as ablation).")
 @click.option("--without", multiple=True, help="Leave out this stage (repeat).")
 @click.option("--k", type=click.IntRange(1), default=8, show_default=True, help="Top and bottom images per unit.")
 @click.option("--steps", type=click.IntRange(1), default=256, show_default=True, help="Visualization steps.")
