@@ -1,13 +1,19 @@
-"""The analyses themselves, each written once: probes, app pages, the demo evaluation and (next)
-the atlas call these functions, so a constant or a formula cannot drift between them."""
+"""The analyses themselves, each written once: probes, app pages, the demo evaluation and the atlas
+call these functions, so a constant or a formula cannot drift between them."""
 
-from .modality import concept_modality_table, max_z, modality_of, multimodality
+from .ablation import AblationOutcome, ablate_units, ablation_sweep
+from .decomposition import Decomposition, decompose_concept, decomposition_context, nonnegative_pursuit
+from .facets import Facet, FacetError, train_facet
+from .modality import (concept_modality_table, concept_z, max_z, modality_of, multimodality,
+                       units_for_concept)
 from .prompts import neutral_image, prompt_gradient, text_direction
 from .typographic import ATTACK_POSITIONS, AttackOutcome, attacked_pixels, typographic_attack
 from .zero_shot import zero_shot_predictions, zero_shot_probabilities
 
 __all__ = [
-    "ATTACK_POSITIONS", "AttackOutcome", "attacked_pixels", "concept_modality_table", "max_z", "modality_of",
-    "multimodality", "neutral_image", "prompt_gradient", "text_direction", "typographic_attack",
+    "ATTACK_POSITIONS", "AblationOutcome", "AttackOutcome", "Decomposition", "Facet", "FacetError", "ablate_units",
+    "ablation_sweep", "attacked_pixels", "concept_modality_table", "concept_z", "decompose_concept",
+    "decomposition_context", "max_z", "modality_of", "multimodality", "neutral_image", "nonnegative_pursuit",
+    "prompt_gradient", "text_direction", "train_facet", "typographic_attack", "units_for_concept",
     "zero_shot_predictions", "zero_shot_probabilities",
 ]

@@ -5,7 +5,9 @@
 - :mod:`.redirect`: ReLU gradient redirection for units inactive on the starting image;
 - :mod:`.render`: the render loop, driven by one :class:`~.render.RenderSpec`;
 - :mod:`.visualizers`: the visualizer plugins (channel, neuron, negative, direction,
-  text_direction, diversity), built on Lucent's objectives.
+  text_direction, diversity), built on Lucent's objectives;
+- :mod:`.faceted`: the paper's faceted visualization (a unit through a facet probe; its facets come
+  from `mmneurons facet train`, :mod:`mmneurons.plugins.facet_commands`).
 
 Lucent's ``render_vis`` is unfit for CLIP as it is (ImageNet normalization, hooks on every module
 that are never removed, ``cuda:0``, the whole network every step); docs/architecture.md says what
@@ -14,13 +16,18 @@ is kept from Lucent and why.
 
 from .param import FFTImage
 from .redirect import redirected_relus
-from .render import Job, RenderSpec, read_baselines, render, resolve_precision, target_warnings
+from .render import Job, LayerReader, RenderSpec, read_baselines, render, resolve_precision, target_warnings
 from .transform import TRANSFORMS, paper_transform
-from .visualizers import (COMMON_PARAMS, ChannelVisualizer, DirectionVisualizer, DiversityVisualizer,
-                          LucentVisualizer, NegativeVisualizer, NeuronVisualizer, TextDirectionVisualizer, VISUALIZERS)
+from .visualizers import (BASE_VISUALIZERS, COMMON_PARAMS, ChannelVisualizer, DirectionVisualizer,
+                          DiversityVisualizer, LucentVisualizer, NegativeVisualizer, NeuronVisualizer,
+                          TextDirectionVisualizer)
+from .faceted import FacetedVisualizer, facet_objective
+
+VISUALIZERS = (*BASE_VISUALIZERS, FacetedVisualizer)
 
 __all__ = [
-    "COMMON_PARAMS", "ChannelVisualizer", "DirectionVisualizer", "DiversityVisualizer", "FFTImage", "Job",
+    "COMMON_PARAMS", "ChannelVisualizer", "DirectionVisualizer", "DiversityVisualizer", "FFTImage",
+    "FacetedVisualizer", "Job", "LayerReader", "facet_objective",
     "LucentVisualizer", "NegativeVisualizer", "NeuronVisualizer", "RenderSpec", "TRANSFORMS",
     "TextDirectionVisualizer", "VISUALIZERS", "paper_transform", "read_baselines", "redirected_relus", "render",
     "resolve_precision", "target_warnings",

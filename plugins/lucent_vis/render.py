@@ -46,6 +46,26 @@ class Job:
         self.of, self.sample = of or label, sample
 
 
+class LayerReader:
+    """What an objective reads from one forward pass: ``T(name)``, a layer's activations in float32
+    (Lucent's interface), and ``T.gradient(value, name)``, the gradient of ``value`` with respect
+    to a layer, laid out like ``T(name)``. The gradient is taken at the layer's raw output, the
+    tensor later layers are computed from: neither a bf16 tower's float32 copy nor a ViT block's
+    grid lies on that path."""
+
+    def __init__(self, acts: dict[str, torch.Tensor], layout: Callable[[str], Callable]) -> None:
+        self._acts, self._layout = acts, layout
+
+    def __call__(self, name: str) -> torch.Tensor:
+        return self._acts[name].float()
+
+    def gradient(self, value: torch.Tensor, name: str) -> torch.Tensor | None:
+        """``d value / d layer`` (None when ``value`` does not depend on the layer); the graph is kept."""
+        raw = getattr(self._acts, "raw", {}).get(name, self._acts[name])
+        (grad,) = torch.autograd.grad(value, raw, retain_graph=True, allow_unused=True)
+        return None if grad is None else self._layout(name)(grad).float()
+
+
 @dataclass
 class RenderSpec:
     """Everything one render needs besides the model. ``params`` is recorded with each result."""
@@ -63,6 +83,8 @@ class RenderSpec:
     parameterization: ParameterizationFactory = FFTImage
     transform: Transform = paper_transform
     extra_objective: Callable | None = None
+    #: layers ``extra_objective`` reads besides the jobs' own (captured in the same pass)
+    extra_layers: Sequence[str] = ()
     method: str = ""
     params: dict = field(default_factory=dict)
 
@@ -110,7 +132,7 @@ def render(model: ClipModel, spec: RenderSpec, *, tower: ClipModel | None = None
     ``model.render_tower``). ``baselines``: the jobs' values on the gray and noise images, if
     already read (:func:`read_baselines`)."""
     jobs, steps, size, device = spec.jobs, spec.steps, model.image_size, model.device
-    layers = sorted({job.layer for job in jobs})
+    layers = sorted({job.layer for job in jobs} | set(spec.extra_layers))
     seeds = [target_seed(spec.seed, job.key) for job in jobs]
     rgb = spec.parameterization(len(jobs), size, 3, seeds, device)
     alpha = spec.parameterization(len(jobs), size, 1, [s + 1 for s in seeds], device, decorrelate=False) \
@@ -141,7 +163,7 @@ def render(model: ClipModel, spec: RenderSpec, *, tower: ClipModel | None = None
                         redirecting = any(
                             not job.minimize and float(job.read(acts[job.layer][i:i + 1].float())[0]) == 0
                             for i, job in enumerate(jobs))
-                loss = objective(lambda name: acts[name].float())  # noqa: B023 - called right here
+                loss = objective(LayerReader(acts, tower.layout))
                 if spec.image_penalty:
                     loss = loss + spec.image_penalty * ((colors - 0.5) ** 2).mean()
                 if alpha is not None:

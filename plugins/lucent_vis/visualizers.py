@@ -208,5 +208,5 @@ class DiversityVisualizer(LucentVisualizer):
         return -weight * sum(terms[1:], start=terms[0])
 
 
-VISUALIZERS = (ChannelVisualizer, NeuronVisualizer, NegativeVisualizer, DirectionVisualizer,
-               TextDirectionVisualizer, DiversityVisualizer)
+BASE_VISUALIZERS = (ChannelVisualizer, NeuronVisualizer, NegativeVisualizer, DirectionVisualizer,
+                    TextDirectionVisualizer, DiversityVisualizer)

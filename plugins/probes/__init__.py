@@ -1,7 +1,9 @@
 """Neuron probes: the paper's analyses as plugins (one module per probe)."""
 
 
+from .ablation import AblationProbe
 from .activation_by_category import ActivationByCategoryProbe
+from .concept_decomposition import ConceptDecompositionProbe
 from .dataset_examples import DatasetExamplesProbe
 from .modality import ModalityProbe
 from .neuron_label import NeuronLabelProbe
@@ -10,4 +12,5 @@ from .rendered_words import RenderedWordsProbe
 from .typographic_attack import TypographicAttackProbe
 
 PROBES = (DatasetExamplesProbe, RenderedWordsProbe, ModalityProbe, TypographicAttackProbe, NeuronSearchProbe,
-          ActivationByCategoryProbe, NeuronLabelProbe)
+          ActivationByCategoryProbe, NeuronLabelProbe, AblationProbe,
+          ConceptDecompositionProbe)
