@@ -1,8 +1,11 @@
-"""Make the README's figures from the embedded demo model: `uv run python docs/figures.py`."""
+"""Make the README's figures from the embedded demo model: `uv run python docs/figures.py`
+(or `... docs/figures.py facets` for one of them)."""
 
 from __future__ import annotations
 
 import json
+import sys
+import tempfile
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -14,7 +17,47 @@ from mmneurons.registry import get_registry
 HERE = Path(__file__).parent
 
 
+def sheet_of(tiles: list, side: int = 192, label: int = 22) -> Image.Image:
+    """Images side by side, each with its caption above."""
+    sheet = Image.new("RGB", (side * len(tiles), side + label), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, (img, caption) in enumerate(tiles):
+        sheet.paste(img.convert("RGB").resize((side, side), Image.Resampling.LANCZOS), (i * side, label))
+        draw.text((i * side + 6, 3), caption, fill=(0, 0, 0), font=font("DejaVuSans.ttf", 14))
+    return sheet
+
+
+def facets() -> None:
+    """One multimodal unit without a facet and through the photo, drawing and text facets (512 steps,
+    default facet weight): the first of the manifest's most multimodal units whose three faceted
+    renders each score higher on their facet probe than the plain render."""
+    from mmneurons.plugins.demo.paper import facet_check, train_facets
+
+    model = load_model("demo:shapes")
+    shapes = get_registry().get("mmneurons_image_sources", "demo_shapes").create(per_cell=20, seed=777)
+    trained = train_facets(model, shapes)
+    units = list(model.featured_units[:8])
+    out = facet_check(model, units, trained, tempfile.mkdtemp(), {"steps": 512})
+    moved = [all(row["score_faceted"][i] > row["score_plain"][i] for row in out["facets"].values())
+             for i in range(len(units))]
+    i = moved.index(True) if True in moved else 0
+    concept = dict((f"layer4.0:{c}", k) for c, k in model.meta["evaluation"]["multimodal"]["units"])[units[i]]
+    tiles = [(out["plain_images"][i], f"{units[i]} ({concept})")]
+    tiles += [(row["images"][i], f"facet: {name}") for name, row in out["facets"].items()]
+    sheet_of(tiles).save(HERE / "img" / "facets.png")
+    (HERE / "img" / "facets.json").write_text(json.dumps(
+        {"unit": units[i], "concept": concept, "candidates": units, "all_three_moved": moved,
+         "facets": {name: {"held_out_accuracy": trained[name].accuracy, "score_plain": row["score_plain"][i],
+                           "score_faceted": row["score_faceted"][i],
+                           "activation_ratio": row["activation_ratio"][i]} for name, row in out["facets"].items()}},
+        indent=1))
+    print("wrote", HERE / "img" / "facets.png")
+
+
 def main() -> None:
+    if sys.argv[1:] == ["facets"]:
+        facets()
+        return
     model = load_model("demo:shapes")
     manifest = model.meta
     candidates = [(concept, c) for c, concept in manifest["evaluation"]["multimodal"]["units"]]
@@ -33,18 +76,13 @@ def main() -> None:
     text = get_registry().get("mmneurons_visualizers", "text_direction").visualize(model, ["a star"], {"steps": 512})
     tiles = [(r.image, f"{concept} (unit {c})") for (concept, c), r in zip(chosen, results)]
     tiles.append((text[0].image, 'text: "a star"'))
-    side, label = 192, 22
-    sheet = Image.new("RGB", (side * len(tiles), side + label), "white")
-    draw = ImageDraw.Draw(sheet)
-    for i, (img, caption) in enumerate(tiles):
-        sheet.paste(img.convert("RGB").resize((side, side), Image.Resampling.LANCZOS), (i * side, label))
-        draw.text((i * side + 6, 3), caption, fill=(0, 0, 0), font=font("DejaVuSans.ttf", 14))
     (HERE / "img").mkdir(exist_ok=True)
-    sheet.save(HERE / "img" / "featurevis.png")
+    sheet_of(tiles).save(HERE / "img" / "featurevis.png")
     (HERE / "img" / "featurevis.json").write_text(json.dumps(
         {"shown": [{"target": r.target, "activation": r.activation, "gray": r.activation_gray} for r in results + text],
          "renders_below_gray_or_noise": failed, "candidates": len(rendered)}, indent=1))
     print("wrote", HERE / "img" / "featurevis.png")
+    facets()
 
 
 if __name__ == "__main__":

@@ -260,3 +260,17 @@ def test_a_vit_layer_builds_like_a_resnet_one(tmp_path, tiny_vit, registry):
         channels = tiny_vit.layer_info(layer).channels
         assert book.counts(layer) == {"examples": channels, "vis": channels, "modality": channels}
         assert book.maps(f"{layer}:3").shape == (2, *tiny_vit.layer_info(layer).shape[1:])
+
+
+def test_costly_probe_columns_are_built_only_when_named(tmp_path, tiny_resnet, registry):
+    images = source()
+    report = build_atlas(tiny_resnet, tmp_path / "a", images, images.describe(),
+                         BuildOptions(layers=["layer1.0"], stages=["ablation", "concept_decomposition"],
+                                      probe_params={"concept_decomposition": {"units": 2}}), registry=registry)
+    assert report == {"ablation": {"layers": 1}, "concept_decomposition": {"layers": 1}}
+    with Atlas.open(tmp_path / "a") as book:
+        assert book.counts("layer1.0")["ablation"] == 64  # every unit removed on its own
+        effect = book.unit("layer1.0:3").values["ablation"]["units"]
+        assert effect["most_hurt"] in {"arrow", "circle", "cross", "diamond", "heart", "hexagon", "moon", "ring",
+                                       "spiral", "square", "star", "triangle"} and "logit_drop" in effect
+        assert 1 <= book.counts("layer1.0")["concept_decomposition"] <= 24  # 12 concepts x 2 units at most

@@ -27,8 +27,8 @@ def test_removing_a_concepts_multimodal_units_hurts_that_concept_in_every_form(d
     for r in rows:
         if r["logit_drop"] > 0.3:
             assert all(f["logit_drop"] > 0 for f in r["by_form"].values()), r
-    # accuracy saturates (1.0 on most concepts): the accuracy goal (3x, 9 of 12) is reported, not reached
-    assert sum(r["accuracy_selectivity"] >= 3 for r in rows) <= 12
+    # accuracy saturates (1.0 on most concepts), so its goal (3x for 9 of 12) moves with the sample:
+    # 9 of 12 on docs/paper.md's held-out images, 3 of 12 on these; the logit above is the measure
 
 
 def test_the_probe_reports_classes_groups_and_the_most_hurt(registry, demo_model, shapes):
@@ -46,9 +46,9 @@ def test_the_probe_reports_classes_groups_and_the_most_hurt(registry, demo_model
 
 def test_a_layer_sweep_ranks_units_by_the_class_they_hurt_most(registry, tiny_resnet):
     images = registry.get("mmneurons_image_sources", "demo_shapes").create(per_cell=1, size=tiny_resnet.image_size)
-    result = registry.get("mmneurons_probes", "ablation").run(tiny_resnet, "layer4", images, {"top": 0})
+    result = registry.get("mmneurons_probes", "ablation").run(tiny_resnet, "layer1.0", images, {"top": 0})
     rows = result.table("units")
-    assert len(rows) == tiny_resnet.layer_info("layer4").channels
+    assert len(rows) == tiny_resnet.layer_info("layer1.0").channels == 64
     drops = [r["logit_drop"] for r in rows]
     assert drops == sorted(drops, reverse=True) and np.isfinite(drops).all()
 
