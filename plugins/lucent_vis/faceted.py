@@ -84,6 +84,9 @@ class FacetedVisualizer(ChannelVisualizer):
             job.label = f"{job.label} [{facet.name}]"
         return jobs
 
+    def layers_read(self, jobs: Sequence[Job], values: dict) -> set[str]:
+        return super().layers_read(jobs, values) | {Facet.load(values["facet"]).layer}
+
     def spec(self, jobs: Sequence[Job], values: dict) -> RenderSpec:
         spec = super().spec(jobs, values)
         facet = Facet.load(values["facet"])

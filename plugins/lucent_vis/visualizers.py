@@ -55,6 +55,10 @@ class LucentVisualizer(Visualizer):
     def group_objective(self, jobs: Sequence[Job], values: dict) -> Callable | None:
         return None
 
+    def layers_read(self, jobs: Sequence[Job], values: dict) -> set[str]:
+        """Every layer the objectives read (the render tower keeps them unfolded for their hooks)."""
+        return {job.layer for job in jobs}
+
     def spec(self, jobs: Sequence[Job], values: dict) -> RenderSpec:
         """The render of ``jobs`` with these parameter values (a subclass may change the
         parameterization, the transform or add objectives here)."""
@@ -75,7 +79,7 @@ class LucentVisualizer(Visualizer):
         jobs = self.jobs(model, list(units), values)
         size = self.batch_size(values, model)
         parse_thresholds(values["thresholds"])  # a bad value fails before any work
-        tower = model.render_tower(resolve_precision(model, values["precision"]), keep={job.layer for job in jobs})
+        tower = model.render_tower(resolve_precision(model, values["precision"]), keep=self.layers_read(jobs, values))
         on_gray, on_noise = read_baselines(model, jobs, values["seed"])
         results: list[FeatureVis] = []
         for start in range(0, len(jobs), size):

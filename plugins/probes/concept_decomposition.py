@@ -47,6 +47,10 @@ class ConceptDecompositionProbe(Probe):
               Param("neutral", "str", "gray", choices=tuple(NEUTRAL_IMAGES), help="the blank image"),
               Param("batch_size", "int", 64, min=1, help="images per forward pass"))
 
+    def parse_target(self, model: ClipModel, target: Any) -> str:
+        """A concept is any text (also one with a colon); a layer name of the model means the layer."""
+        return str(target).strip()
+
     def compute(self, model: ClipModel, target: Any, source: Any, values: dict,
                 progress: Progress = no_progress) -> ProbeResult:
         text = str(target)

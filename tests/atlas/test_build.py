@@ -164,7 +164,8 @@ def test_a_folder_of_other_files_is_never_written(tmp_path, tiny_resnet, registr
 
 def test_unknown_stages_are_named(tmp_path, tiny_resnet, registry):
     images = source()
-    with pytest.raises(AtlasError, match="unknown atlas stage.*colour.*stages: examples, vis, modality"):
+    known = "stages: examples, vis, ablation, concept_decomposition, modality"
+    with pytest.raises(AtlasError, match=f"unknown atlas stage.*colour.*{known}"):
         build_atlas(tiny_resnet, tmp_path / "a", images, images.describe(),
                     BuildOptions(layers=["layer1.0"], without=["colour"]), registry=registry)
 

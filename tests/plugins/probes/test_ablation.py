@@ -31,7 +31,8 @@ def test_removing_a_concepts_multimodal_units_hurts_that_concept_in_every_form(d
     # 9 of 12 on docs/paper.md's held-out images, 3 of 12 on these; the logit above is the measure
 
 
-def test_the_probe_reports_classes_groups_and_the_most_hurt(registry, demo_model, shapes):
+def test_the_probe_reports_classes_groups_and_the_most_hurt(registry, demo_model):
+    shapes = registry.get("mmneurons_image_sources", "demo_shapes").create(per_cell=4)
     probe = registry.get("mmneurons_probes", "ablation")
     result = probe.run(demo_model, "layer4.0:489,147,343,465,51", shapes, {"top": 3})
     assert result.summary["most_hurt"] == "star" and result.summary["most_hurt_logit_drop"] > 0.5
