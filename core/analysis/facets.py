@@ -104,10 +104,17 @@ class Facet:
         return {"format": FACET_FORMAT, **data}
 
     def save(self, path: "str | os.PathLike") -> Path:
-        """Write the facet as JSON (atomically: a reader never sees half a file)."""
+        """Write the facet as JSON (atomically: a reader never sees half a file). An existing file is
+        replaced only when it is a facet file: nothing else is overwritten."""
         path = Path(path)
         if path.is_dir():
             raise FacetError(f"{path} is a folder; give a file name such as {path / (self.name + '.facet.json')}")
+        if path.exists():
+            try:
+                Facet.load(path)
+            except FacetError:
+                raise FacetError(f"{path} exists and is not a facet file; it is left as it is: give another "
+                                 f"file name") from None
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(self.to_dict(), indent=1))

@@ -53,6 +53,14 @@ def test_bad_facet_files_and_models_are_refused(text_facet, tmp_path, tiny_resne
         Facet.load(tmp_path / "damaged.json")
     with pytest.raises(FacetError, match="trained on demo:shapes"):
         facet.check(tiny_resnet)
+    # a facet replaces a facet file, never another file
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    with pytest.raises(FacetError, match="not a facet file; it is left as it is"):
+        facet.save(notes)
+    assert notes.read_text() == "mine"
+    facet.save(tmp_path / "f.json")
+    assert Facet.load(facet.save(tmp_path / "f.json")).name == "text"
 
 
 def test_labels_come_from_categories_or_forms(text_facet):
