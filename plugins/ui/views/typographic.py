@@ -1,5 +1,6 @@
 """Typographic attack: write text on an image and watch the zero-shot prediction follow it; then
-the full protocol (every image of the source, fixed positions) with the "text" probes that read images."""
+every probe that takes a word and reads images (the full protocol: every image of the source, fixed
+positions; the word's concept decomposition)."""
 
 import streamlit as st
 
@@ -65,7 +66,9 @@ right.download_button("CSV: predictions", lambda: table_csv(rows), file_name=f"{
 
 probes = [p for p in panels.usable(state.registry().probes(), model) if p.accepts("text") and p.source == "images"]
 if probes:
-    st.markdown("#### The full protocol over the image source")
+    st.markdown("#### The word over the image source")
+    st.caption("Every probe that takes a word and reads images: the attack's full protocol (every image, fixed "
+               "positions), the word as a combination of a layer's units, ...")
 for tab, probe in zip(st.tabs([p.name for p in probes]) if probes else [], probes):
     with tab:
         panels.probe_panel(probe, model, text, source, source_key, key=f"typo.probe.{probe.name}",
