@@ -173,7 +173,7 @@ def ablation_sweep(model: "ClipModel", source: "ImageSource", layer: str, sets: 
     skipped: list = []
     done = 0
     with torch.inference_mode():
-        for batch in iterate_batches(source, model.image_size, batch_size=batch_size, num_workers=0):
+        for batch in iterate_batches(source, model.image_size, batch_size=batch_size):
             skipped += [(records[i].id, why) for i, why in batch.skipped]
             if not len(batch.indices):
                 continue
