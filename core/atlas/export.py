@@ -156,9 +156,15 @@ class Exporter:
                 parts.append(f"<h3>Diversity samples</h3><div class='examples'>{samples}</div>")
         label = dig(v, ("neuron_label", "labels"))
         if label:
-            runner_up = html.escape(str(label.get("runner_up", "")))
-            parts.append(f"<h2>Label</h2><p><b>{html.escape(str(label.get('label')))}</b> (score "
-                         f"{label.get('score') or 0:.3g}, runner-up {runner_up})</p>")
+            runners = html.escape(", ".join(label.get("runners_up") or []) or str(label.get("runner_up", "")))
+            further = [x for x in str(label.get("labels") or "").split(", ") if x and x != label.get("label")]
+            also = f" (also {html.escape(', '.join(further))})" if further else ""
+            parts.append(f"<h2>Label</h2><p><b>{html.escape(str(label.get('label')))}</b>{also} (confidence "
+                         f"{label.get('confidence') or 0:.3g}, score {label.get('score') or 0:.3g}; runners-up "
+                         f"{runners})</p>")
+            if label.get("evidence"):
+                parts.append("<p class='note'>evidence images: "
+                             f"{html.escape(', '.join(map(str, label['evidence'])))}</p>")
         words = dig(v, ("rendered_words", "units"))
         if words:
             parts.append(f"<h2>Top rendered words</h2><p>{html.escape(str(words.get('words', '')))}</p>")

@@ -45,6 +45,10 @@ class WordTokenizer:
     def unknown_words(self, text: str) -> list[str]:
         return [w for w in _WORD.findall(text.lower()) if w not in self.ids]
 
+    def known_words(self) -> list[str]:
+        """Every word this tokenizer reads (a closed list, unlike a byte-pair tokenizer's)."""
+        return list(self.vocab)
+
     def to_dict(self) -> dict:
         return {"vocab": self.vocab, "context_length": self.context_length}
 

@@ -1,23 +1,24 @@
-"""``neuron_label``: a description per unit the CLIP-Dissect way (Oikarinen & Weng, 2023).
+"""``neuron_label``: words for units from images alone (:mod:`mmneurons.analysis.labels`).
 
 Concept words are embedded with the model's own text encoder and the probing images with its image
-encoder; p(concept | image) is the softmax of their similarities over the concepts (temperature
-``temperature``). For each unit, its top-k images D_k get rank weights falling linearly from 1 to
-``1 - (k-1)/k``; soft-WPMI(concept) = log p(concept | D_k) - lambda log p(concept), with
-p(concept | D_k) = 1 - prod over D_k of (1 - weight x p(concept | image)) and p(concept) the mean over
-all images. The label is the concept with the highest soft-WPMI; its confidence is the rank-weighted
-mean of p(label | image) over the top images. Without a concept list the vocabulary is the 20,000
-most frequent English words (wordfreq's bundled data), as CLIP-Dissect's 20,000 common words."""
+encoder; p(concept | image) is the softmax of their similarities over the concepts. Each unit's
+label is the concept whose probability best follows the unit's activation over the images
+(``method=correlation``) or CLIP-Dissect's soft-WPMI with its top-k images (``method=soft_wpmi``);
+its confidence is the margin over the runner-up; runners-up that still explain part of the unit
+become further labels (polysemantic units). Each label comes with its evidence: the images that gave
+it and the runners-up with their scores. Without a concept list the vocabulary is the 20,000 most
+frequent English words (wordfreq's bundled data, as CLIP-Dissect's 20,000 common words) that the
+model's tokenizer reads, plus every word of a tokenizer with a closed word list."""
 
 from __future__ import annotations
 
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 
 from mmneurons.access import check_readable
 from mmneurons.activations import layer_means, layers_means
+from mmneurons.analysis.labels import LABEL_METHODS, concept_probabilities, label_units
 from mmneurons.images import ImageLoadError, skipped_note
 from mmneurons.kinds import Probe, Progress, no_progress
 from mmneurons.models import ClipModel
@@ -29,41 +30,22 @@ from .rendered_words import default_words
 
 #: labels per unit kept in the result's arrays (the label and its runners-up)
 TOP_LABELS = 5
+#: evidence images per label
+EVIDENCE = 5
 
 
-def _top_images(acts: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """``([C, k]`` indices of each unit's top-k images, ``[k]`` rank weights falling from 1 to 1/k)."""
-    k = min(k, acts.shape[0])
-    return np.argsort(-acts, axis=0)[:k].T, 1.0 - np.arange(k) / k
-
-
-def soft_wpmi(acts: np.ndarray, p_concept_given_image: np.ndarray, k: int, lam: float = 1.0,
-              chunk: int = 64) -> np.ndarray:
-    """``[C, K]`` soft-WPMI of every concept for every unit from ``acts`` ``[N, C]`` and ``[N, K]``,
-    ``chunk`` units at a time (``[chunk, k, K]`` in memory, not ``[C, k, K]``: 20,000 words fit)."""
-    top, weights = _top_images(acts, k)
-    eps = 1e-12
-    prior = lam * np.log(p_concept_given_image.mean(axis=0) + eps)          # [K]
-    out = np.empty((acts.shape[1], p_concept_given_image.shape[1]), dtype=np.float64)
-    for start in range(0, len(top), chunk):
-        p = p_concept_given_image[top[start:start + chunk]]                  # [c, k, K]
-        p_given_top = 1.0 - np.prod(1.0 - weights[None, :, None] * p, axis=1)
-        out[start:start + chunk] = np.log(p_given_top + eps) - prior[None, :]
-    return out
-
-
-def label_confidence(acts: np.ndarray, p_concept_given_image: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
-    """``[C]`` how consistently each unit's top-k images show its label: the rank-weighted mean of
-    p(label | image) over them, in [0, 1]. Unlike soft-WPMI, which saturates at the prior once the
-    top image is sure, it ranks units that share a label."""
-    top, weights = _top_images(acts, k)
-    p = p_concept_given_image[top, labels[:, None]]                          # [C, k]
-    return (p * weights).sum(axis=1) / weights.sum()
+def model_vocabulary(model: ClipModel, n_words: int) -> list[str]:
+    """The default vocabulary: the ``n_words`` most frequent English words the model's tokenizer
+    reads, then the words of a tokenizer that lists the words it reads (``known_words()``)."""
+    words = [w for w in default_words(n_words) if not NeuronLabelProbe.unknown(model, w)]
+    listed = getattr(model.tokenizer, "known_words", None)
+    return list(dict.fromkeys(words + (list(listed()) if callable(listed) else [])))
 
 
 class NeuronLabelProbe(Probe):
     name = "neuron_label"
-    description = "Label units with concept words by soft-WPMI between their top images and the words (CLIP-Dissect)."
+    description = ("Label units with concept words from images alone: the word whose zero-shot probability follows "
+                   "the unit, with a confidence, runners-up, further labels and the images that gave it.")
     targets = ("unit", "layer")
     atlas: dict = {}  # an atlas stage with the default parameters
     params = (Param("concepts", "str", "",
@@ -72,8 +54,14 @@ class NeuronLabelProbe(Probe):
               Param("n_words", "int", 20_000, min=2, max=100_000,
                     help="size of the default vocabulary (wordfreq; CLIP-Dissect used 20,000 common words)"),
               Param("template", "str", "{}", help="prompt template for the concept words"),
-              Param("k", "int", 20, min=1, help="top images per unit"),
-              Param("lam", "float", 1.0, min=0.0, help="weight of the concept prior (lambda)"),
+              Param("method", "str", "correlation", choices=LABEL_METHODS,
+                    help="correlation: the word whose probability follows the unit over all images; soft_wpmi: "
+                         "CLIP-Dissect's score on the unit's top-k images"),
+              Param("min_gain", "float", 0.1, min=0.0, max=1.0,
+                    help="R^2 a runner-up must add to become a further label (1: one label per unit)"),
+              Param("max_labels", "int", 3, min=1, max=10, help="most labels per unit"),
+              Param("k", "int", 20, min=1, help="top images per unit (soft_wpmi)"),
+              Param("lam", "float", 1.0, min=0.0, help="weight of the concept prior (lambda, soft_wpmi)"),
               Param("temperature", "float", 0.01, min=1e-4, help="softmax temperature on cosine similarities"),
               Param("batch_size", "int", 64, min=1, help="images per forward pass"))
 
@@ -101,16 +89,15 @@ class NeuronLabelProbe(Probe):
         """The concept words (given, or the default words the tokenizer knows), their text
         embeddings, and what to warn about them."""
         given = bool(values["concepts"].strip())
-        concepts = self.concepts(values["concepts"]) if given else default_words(values["n_words"])
-        readable = [not self.unknown(model, c) for c in concepts]
-        known = [c for c, ok in zip(concepts, readable) if ok]
-        unknown = [c for c, ok in zip(concepts, readable) if not ok]
         warnings = []
-        if given and unknown:
-            warnings.append(f"{len(unknown)} concept words are unknown to the model's tokenizer (their embeddings "
-                            f"are all alike): {', '.join(unknown[:8])}{' ...' if len(unknown) > 8 else ''}")
-        elif unknown:  # the default vocabulary keeps only words the model can read
-            concepts = known
+        if given:
+            concepts = self.concepts(values["concepts"])
+            unknown = [c for c in concepts if self.unknown(model, c)]
+            if unknown:
+                warnings.append(f"{len(unknown)} concept words are unknown to the model's tokenizer (their embeddings "
+                                f"are all alike): {', '.join(unknown[:8])}{' ...' if len(unknown) > 8 else ''}")
+        else:  # the default vocabulary keeps only words the model can read
+            concepts = model_vocabulary(model, values["n_words"])
             if len(concepts) < 2:
                 raise ValueError(f"neuron_label: the model's tokenizer knows {len(concepts)} of the "
                                  f"{values['n_words']} default words; give -p concepts=...")
@@ -121,33 +108,51 @@ class NeuronLabelProbe(Probe):
 
     def label(self, model: ClipModel, text: str, unit: Any, layer: str, source: Any, means: Any,
               concepts: list[str], words: torch.Tensor, warnings: list, values: dict) -> ProbeResult:
-        """Soft-WPMI labels of one unit or every unit of ``layer`` from the layer's per-image means."""
+        """Labels of one unit or every unit of ``layer`` from the layer's per-image means."""
         given = bool(values["concepts"].strip())
-        acts_np, skipped = means.acts, len(means.skipped)
-        sims = torch.from_numpy(means.embeddings) @ words.float().cpu().T
-        p = torch.softmax(sims / values["temperature"], dim=1).numpy()
-        scores = soft_wpmi(acts_np, p, values["k"], values["lam"])   # [C, K]
-        best = scores.argmax(axis=1)
-        confidence = label_confidence(acts_np, p, best, values["k"])
-        if values["k"] > acts_np.shape[0]:
-            warnings.append(f"k={values['k']} is more than the {acts_np.shape[0]} images")
-        channels = [unit.channel] if unit else range(acts_np.shape[1])
+        acts, skipped = means.acts, len(means.skipped)
+        p = concept_probabilities(means.embeddings, words, values["temperature"])
+        channels = [unit.channel] if unit else list(range(acts.shape[1]))
+        labels = label_units(acts, p, concepts, method=values["method"], units=channels, k=values["k"],
+                             lam=values["lam"], top=TOP_LABELS, min_gain=values["min_gain"],
+                             max_labels=values["max_labels"], evidence=EVIDENCE)
+        if values["method"] == "soft_wpmi" and values["k"] > acts.shape[0]:
+            warnings.append(f"k={values['k']} is more than the {acts.shape[0]} images")
         if skipped:
             warnings.append(skipped_note([(source.record(i).id, why) for i, why in means.skipped]))
-        top = np.argsort(-scores[list(channels)], axis=1)[:, :TOP_LABELS]          # [units, 5]
-        rows = [{"unit": f"{layer}:{c}", "label": concepts[best[c]], "confidence": float(confidence[c]),
-                 "score": float(scores[c, best[c]]), "runner_up": concepts[order[1]] if len(order) > 1 else ""}
-                for c, order in zip(channels, top)]
-        summary = {"layer": layer, "images": acts_np.shape[0], "concepts": len(concepts), "skipped": skipped,
-                   "vocabulary": "given" if given else f"default: {len(concepts)} of the {values['n_words']} most "
-                                                        f"frequent English words that the model's tokenizer knows"}
+        image_ids = [source.record(i).id for i in means.indices]
+        rows = []
+        for row, c in enumerate(channels):
+            runners = [f"{concepts[k]} ({s:.3g})" for k, s in zip(labels.candidates[row, 1:], labels.scores[row, 1:])]
+            rows.append({"unit": f"{layer}:{c}", "label": labels.label(row), "labels": ", ".join(labels.names(row)),
+                         "confidence": float(labels.confidence[row]), "score": float(labels.scores[row, 0]),
+                         "runner_up": concepts[labels.candidates[row, 1]] if labels.candidates.shape[1] > 1 else "",
+                         # lists are data: the atlas keeps them per unit but searches only the labels
+                         "runners_up": runners, "evidence": [image_ids[i] for i in labels.evidence[row]]})
+        summary = {"layer": layer, "images": acts.shape[0], "concepts": len(concepts), "skipped": skipped,
+                   "method": values["method"],
+                   "polysemantic": sum(len(names) > 1 for names in labels.labels),
+                   "vocabulary": "given" if given else f"default: {len(concepts)} words the model's tokenizer reads "
+                                                        f"(of the {values['n_words']} most frequent English words, "
+                                                        f"and any word list of its own)"}
+        tables: dict = {"labels": rows}
+        images, captions = [], []
         if unit:
-            summary.update({"unit": str(unit), "label": rows[0]["label"], "confidence": rows[0]["confidence"],
-                            "score": rows[0]["score"]})
-        return ProbeResult(probe=self.name, model_id=model.model_id, target=text, tables={"labels": rows},
-                           arrays={"top_concepts": top,
-                                   "top_scores": np.take_along_axis(scores[list(channels)], top, 1)},
-                           summary=summary, params=values, warnings=warnings)
+            summary.update({"unit": str(unit), "label": rows[0]["label"], "labels": rows[0]["labels"],
+                            "confidence": rows[0]["confidence"], "score": rows[0]["score"]})
+            tables["candidates"] = [{"rank": r + 1, "concept": concepts[k], "score": float(s),
+                                     "label": bool(k in labels.labels[0])}
+                                    for r, (k, s) in enumerate(zip(labels.candidates[0], labels.scores[0]))]
+            best = labels.candidates[0, 0]
+            tables["evidence"] = [{"image": image_ids[i], "activation": float(acts[i, unit.channel]),
+                                   f"p({concepts[best]})": float(p[i, best])} for i in labels.evidence[0]]
+            for i in labels.evidence[0]:
+                images.append(source.load(means.indices[i]).convert("RGB"))
+                captions.append(f"{image_ids[i]}: activation {acts[i, unit.channel]:.3g}, "
+                                f"p({concepts[best]}) {p[i, best]:.2f}")
+        return ProbeResult(probe=self.name, model_id=model.model_id, target=text, tables=tables,
+                           arrays={"top_concepts": labels.candidates, "top_scores": labels.scores},
+                           images=images, captions=captions, summary=summary, params=values, warnings=warnings)
 
     @staticmethod
     def unknown(model: ClipModel, word: str) -> bool:

@@ -197,8 +197,17 @@ def unit_panel(book: Atlas, unit: str) -> None:
     with right:
         label = (v.get("neuron_label") or {}).get("labels")
         if label:
-            st.markdown(f"**Label:** {label['label']} · score {fmt(label.get('score'))} · runner-up "
-                        f"{label.get('runner_up', '')}")
+            further = [x for x in str(label.get("labels") or "").split(", ") if x and x != label["label"]]
+            st.markdown(f"**Label:** {label['label']}{' (also ' + ', '.join(further) + ')' if further else ''} · "
+                        f"confidence {fmt(label.get('confidence'))} · score {fmt(label.get('score'))} · runners-up "
+                        f"{', '.join(label.get('runners_up') or []) or label.get('runner_up', '')}")
+            shown = {e["image"]: e for e in ((v.get("examples") or {}).get("top") or [])}
+            evidence = [shown[i] for i in label.get("evidence") or [] if i in shown]
+            if evidence:  # the evidence images the atlas holds thumbnails of (its top examples)
+                st.image([file_image(book, e["file"], 96) for e in evidence],
+                         caption=[e["image"] for e in evidence])
+            elif label.get("evidence"):
+                st.caption("evidence images: " + ", ".join(label["evidence"]))
         words = (v.get("rendered_words") or {}).get("units")
         if words:
             st.markdown(f"**Top rendered words:** {words.get('words', '')}")

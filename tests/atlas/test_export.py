@@ -73,6 +73,12 @@ def test_the_layer_index_sorts_by_a_column(site, browser, reference_atlas):
     with Atlas.open(reference_atlas) as book:
         best = max(book.layer("layer2.0").table(), key=lambda r: r["neuron_label.labels.score"])
     assert first == f"{best['channel']}.html"
+    page.goto((site / "layer2.0" / first).as_uri())  # the unit's page: its label with the evidence
+    with Atlas.open(reference_atlas) as book:
+        label = book.unit(best["unit"]).values["neuron_label"]["labels"]
+    text = page.inner_text("body")
+    assert f"runners-up {', '.join(label['runners_up'])}" in text
+    assert "evidence images: " + ", ".join(label["evidence"]) in text
     page.close()
 
 

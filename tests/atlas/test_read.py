@@ -41,8 +41,8 @@ def test_search_finds_units_by_label_and_by_top_word(reference_atlas):
         label = rows[3]["neuron_label.labels.label"]
         word = rows[4]["rendered_words.units.best"]
         by_label = {h.unit for h in book.search(label, layer="layer1.0", limit=1000) if h.stage == "neuron_label"}
-        words = {r["unit"]: (r["neuron_label.labels.label"] + " " + r["neuron_label.labels.runner_up"]).split()
-                 for r in rows}
+        words = {r["unit"]: " ".join((r["neuron_label.labels.label"], r["neuron_label.labels.labels"],
+                                      r["neuron_label.labels.runner_up"])).replace(",", " ").split() for r in rows}
         assert by_label == {u for u, ws in words.items() if any(w.startswith(label) for w in ws)}  # prefixes
         assert "layer1.0:3" in by_label
         by_word = {h.unit for h in book.search(word, layer="layer1.0", limit=1000) if h.stage == "rendered_words"}

@@ -47,7 +47,12 @@ def test_the_neuron_page_shows_the_stored_unit_and_computes_nothing(app, demo_at
     with Atlas.open(demo_atlas) as book:
         stored = book.unit("layer4.0:489").values
     shown = texts(app)
-    assert f"**Label:** {stored['neuron_label']['labels']['label']}" in shown
+    label = stored["neuron_label"]["labels"]
+    assert f"**Label:** {label['label']}" in shown and ", ".join(label["runners_up"]) in shown
+    examples = {e["image"] for e in stored["examples"]["top"]}
+    held = [i for i in label["evidence"] if i in examples]  # the evidence the atlas has thumbnails of
+    captions = [c for element in app.get("image") for c in element.captions]
+    assert held and held == [c for c in captions if c in held]  # shown as thumbnails, in order
     assert stored["rendered_words"]["units"]["words"] in shown
     assert f"top concept *{stored['modality']['ranking']['concept']}*" in shown
     assert f"from the atlas {demo_atlas}" in shown and "vis (" in shown and "steps=2" in shown
