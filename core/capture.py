@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .models import ClipModel
 
 __all__ = ["Captured", "layer_hooks", "capture_layers", "unit_activations", "layer_gradient", "reduce_spatial",
-           "edited_layer", "channel_dim"]
+           "edited_layer", "channel_dim", "layer_attribution"]
 
 
 class Captured(dict):
@@ -94,14 +94,11 @@ def unit_activations(model: "ClipModel", pixels: torch.Tensor, targets: Sequence
     return torch.stack([t.read(acts[t.layer]) for t in targets], dim=1)
 
 
-def layer_gradient(model: "ClipModel", pixels: torch.Tensor, layer: str, score) -> torch.Tensor:
-    """Gradient of ``score(image_embeddings) -> [B]`` with respect to ``layer``'s activations, laid
-    out as ``[B, C, H, W]``. The zero-shot neuron search: at a neutral image, it ranks the units of
-    ``layer`` by how strongly they drive a prompt's logit.
-
-    The layer's output is replaced by a detached copy that requires grad, so this works with frozen
-    weights and inputs that need no gradient, on ResNet maps and ViT token sequences alike.
-    """
+def _gradient_and_output(model: "ClipModel", pixels: torch.Tensor, layer: str,
+                         score) -> tuple[torch.Tensor, torch.Tensor]:
+    """(gradient of ``score(image_embeddings).sum()``, output) of ``layer``, both as the module
+    returns them. The output is replaced by a detached copy that requires grad, so this works with
+    frozen weights and inputs that need no gradient."""
     leaf: dict[str, torch.Tensor] = {}
 
     def hook(_module, _inputs, output):
@@ -119,7 +116,27 @@ def layer_gradient(model: "ClipModel", pixels: torch.Tensor, layer: str, score) 
                 (grad,) = torch.autograd.grad(score(embeddings).sum(), leaf["out"])
         finally:
             handle.remove()
+    return grad, leaf["out"].detach()
+
+
+def layer_gradient(model: "ClipModel", pixels: torch.Tensor, layer: str, score) -> torch.Tensor:
+    """Gradient of ``score(image_embeddings) -> [B]`` with respect to ``layer``'s activations, laid
+    out as ``[B, C, H, W]``. The zero-shot neuron search: at a neutral image, it ranks the units of
+    ``layer`` by how strongly they drive a prompt's logit. Works on ResNet maps and ViT token
+    sequences alike."""
+    grad, _ = _gradient_and_output(model, pixels, layer, score)
     return model.layout(layer)(grad)
+
+
+def layer_attribution(model: "ClipModel", pixels: torch.Tensor, layer: str, score) -> torch.Tensor:
+    """``[B, C]``: each unit's share of ``score(image_embeddings) -> [B]`` to first order, gradient x
+    activation summed over the unit's positions (a ViT's class token included). Summed over the
+    units it approximates the score's change from a zero layer output."""
+    grad, out = _gradient_and_output(model, pixels, layer, score)
+    product = grad * out
+    if product.ndim == 3:  # tokens [B, T, C] or [T, B, C]
+        return product.sum(dim=1 if model.layout(layer).batch_first else 0)
+    return product.sum(dim=(2, 3)) if product.ndim == 4 else product
 
 
 def channel_dim(output: torch.Tensor) -> int:

@@ -122,7 +122,7 @@ class Attributor(PluginObject):
 
 
 #: what a probe's ``run`` can take as its target
-PROBE_TARGETS = ("unit", "layer", "text", "class")
+PROBE_TARGETS = ("unit", "layer", "text", "class", "concepts")
 #: what a probe reads: an image source (required), a word list (optional, the probe has a default), nothing
 PROBE_SOURCES = ("images", "words", "none")
 
@@ -131,7 +131,8 @@ class Probe(PluginObject):
     """Analyses a unit or a layer over an image source or a word list.
 
     ``targets`` says what ``run`` accepts: ``"unit"`` (``layer4.0:17``), ``"layer"`` (``layer4.0``),
-    ``"text"`` (a word or prompt) or ``"class"`` (a zero-shot class or ``prompt:...`` target);
+    ``"text"`` (a word or prompt), ``"class"`` (a zero-shot class or ``prompt:...`` target) or
+    ``"concepts"`` (comma-separated concepts or groups, ``ring,circle``);
     ``source`` says what it reads (see :data:`PROBE_SOURCES`). The app uses both to offer each
     probe where it fits and to show an image-source picker only where one is needed.
 

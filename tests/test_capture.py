@@ -44,3 +44,33 @@ def test_an_edit_that_changes_the_shape_is_refused(tiny_resnet):
             tiny_resnet.forward_visual(pixels)
     with torch.no_grad():
         tiny_resnet.forward_visual(pixels)  # and the model still works
+
+
+@pytest.mark.parametrize("kind", ["resnet", "vit"])
+def test_attribution_is_the_derivative_of_scaling_each_unit(kind, tiny_resnet, tiny_vit):
+    """layer_attribution[:, c] = d score / d s at s = 1, the unit's output (every position, a ViT's
+    class token too) scaled by s: checked by central differences through edited_layer."""
+    from mmneurons.capture import layer_attribution
+
+    model = tiny_resnet if kind == "resnet" else tiny_vit
+    layer = "layer1.0" if kind == "resnet" else "transformer.resblocks.0"
+    pixels = torch.rand(2, 3, model.image_size, model.image_size, generator=torch.Generator().manual_seed(1))
+    direction = torch.randn(model.forward_visual(pixels).shape[1], generator=torch.Generator().manual_seed(2))
+
+    def score(embeddings):
+        return embeddings.double() @ direction.double()
+
+    attribution = layer_attribution(model, pixels, layer, score)
+    assert attribution.shape == (2, model.layer_info(layer).channels)
+    eps = 1e-2
+    def scaled(channel, factor):
+        def edit(view):
+            view = view.clone()
+            view[:, channel] *= factor
+            return view
+        with edited_layer(model, layer, edit), torch.no_grad():
+            return score(model.forward_visual(pixels))
+
+    for channel in (0, 5):
+        numeric = (scaled(channel, 1 + eps) - scaled(channel, 1 - eps)) / (2 * eps)
+        assert torch.allclose(attribution[:, channel].double(), numeric, rtol=2e-2, atol=1e-4)

@@ -7,6 +7,7 @@ Words outside the vocabulary map to ``<unk>``.
 from __future__ import annotations
 
 import re
+import string
 from typing import Sequence
 
 import torch
@@ -43,7 +44,10 @@ class WordTokenizer:
         return out
 
     def unknown_words(self, text: str) -> list[str]:
-        return [w for w in _WORD.findall(text.lower()) if w not in self.ids]
+        """Words of ``text`` this tokenizer cannot read: outside the vocabulary, or with no letter
+        it reads at all (``à`` gives no token, not the word)."""
+        words = (w.strip(string.punctuation) for w in text.lower().split())
+        return [w for w in words if w and (not _WORD.fullmatch(w) or w not in self.ids)]
 
     def known_words(self) -> list[str]:
         """Every word this tokenizer reads (a closed list, unlike a byte-pair tokenizer's)."""

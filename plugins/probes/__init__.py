@@ -3,6 +3,7 @@
 
 from .ablation import AblationProbe
 from .activation_by_category import ActivationByCategoryProbe
+from .association_audit import AssociationAuditProbe
 from .concept_decomposition import ConceptDecompositionProbe
 from .dataset_examples import DatasetExamplesProbe
 from .modality import ModalityProbe
@@ -13,4 +14,4 @@ from .typographic_attack import TypographicAttackProbe
 
 PROBES = (DatasetExamplesProbe, RenderedWordsProbe, ModalityProbe, TypographicAttackProbe, NeuronSearchProbe,
           ActivationByCategoryProbe, NeuronLabelProbe, AblationProbe,
-          ConceptDecompositionProbe)
+          ConceptDecompositionProbe, AssociationAuditProbe)

@@ -19,6 +19,7 @@ PAGES = (
     ("search", "Search", ":material/search:"),
     ("attribution", "Attribution", ":material/local_fire_department:"),
     ("typographic", "Typographic attack", ":material/text_fields:"),
+    ("associations", "Associations", ":material/hub:"),
     ("plugins", "Plugins", ":material/extension:"),
 )
 

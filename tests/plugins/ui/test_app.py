@@ -237,6 +237,19 @@ def test_typographic_attack_flips_the_prediction(app):
     assert not app.exception
 
 
+def test_the_associations_page_audits_the_concepts_given(app):
+    open_page(app, "associations")
+    ok(app)
+    app.text_input(key="assoc.concepts").set_value("ring, circle, arrow").run()
+    widget(app, "assoc.probe.association_audit.words").set_value(0)
+    app.run()
+    button(app, "Run association_audit").click().run()
+    ok(app)
+    [result] = [r for r in state.results().values() if getattr(r, "probe", "") == "association_audit"]
+    assert result.target == "ring,circle,arrow" and len(result.table("pairs")) == 3
+    assert any("not why" in c.value for c in app.caption)  # the page says what an audit cannot show
+
+
 # -- a plugin that fails everywhere it can ------------------------------------------------------
 class ExplodingProbe(Probe):
     name = "explodes"
