@@ -210,6 +210,15 @@ def test_typographic_page(page, app_url, shots):
     snap(page, shots / "app-typographic.png")
 
 
+def test_associations_page(page, app_url, shots):
+    open_page(page, f"{app_url}/associations?model=demo:shapes")
+    assert main(page).get_by_text("not why").first.is_visible()
+    click(page, "Run association_audit")
+    no_failures(page)
+    assert page.get_by_text("top pair").first.is_visible() and page.get_by_text("pairs (15 rows)").first.is_visible()
+    snap(page, shots / "app-associations.png")
+
+
 def test_plugins_page(page, app_url, shots):
     open_page(page, f"{app_url}/plugins")
     assert page.get_by_text("Every plugin loaded and every hook answered.").is_visible()
