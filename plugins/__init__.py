@@ -7,4 +7,4 @@ only hook implementations that import their implementation when called.
 """
 
 DEFAULT_PLUGINS = {name: f"mmneurons.plugins.hooks.{name}" for name in (
-    "openclip_models", "image_sources", "demo", "captum_attr", "lucent_vis", "probes", "app")}
+    "openclip_models", "image_sources", "demo", "captum_attr", "lucent_vis", "probes", "sae", "app")}

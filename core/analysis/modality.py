@@ -74,3 +74,28 @@ def units_for_concept(table: np.ndarray, concept: int, n: int) -> list[int]:
     first. Defined for every concept, also one that is no unit's top concept."""
     weakest = concept_z(table)[:, concept, :].min(axis=0)
     return [int(c) for c in np.argsort(-weakest, kind="stable")[:n]]
+
+
+def derangement(n: int, rng: np.random.Generator) -> np.ndarray:
+    """A random permutation of ``range(n)`` that maps no index to itself (``n`` >= 2)."""
+    if n < 2:
+        raise ValueError("a derangement needs at least 2 items")
+    while True:
+        order = rng.permutation(n)
+        if not (order == np.arange(n)).any():
+            return order
+
+
+def relabeled_null(table: np.ndarray, z_min: float = 1.5, n: int = 100, seed: int = 0) -> list[int]:
+    """Multimodal unit counts under relabelings that map no concept to itself: every modality but the
+    first gets its concepts renamed by its own random derangement, so each modality keeps its
+    selectivity and only the agreement across modalities is broken. ``n`` counts, one per trial."""
+    rng = np.random.default_rng(seed)
+    counts = []
+    for _ in range(n):
+        shuffled = table.copy()
+        for m in range(1, table.shape[0]):
+            shuffled[m] = table[m][derangement(table.shape[1], rng)]
+        counts.append(int(multimodality(shuffled, z_min)[0].sum()))
+    return counts
+

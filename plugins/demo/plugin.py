@@ -75,6 +75,9 @@ class DemoProvider(ModelProvider):
         ranked = multimodal.get("ranked") or [c for c, _ in multimodal.get("units", [])]
         meta["featured_units"] = [f"{evaluation.get('layer')}:{c}" for c in ranked] if ranked else []
         meta["featured_plugins"] = ["channel", "modality"]  # what the app shows of them without a click
+        # the SAEs shipped with the model (checked by sha256 when loaded: mmneurons.sae.shipped_sae)
+        meta["saes"] = {layer: {"path": str(Path(manifest["_dir"]) / entry["file"]), "sha256": entry["sha256"]}
+                        for layer, entry in manifest.get("saes", {}).items()}
         # the quick atlas the app builds on first start (about a minute on 2 CPU cores): every unit of the
         # layer with short visualizations; `mmneurons atlas build` makes the full one
         meta["atlas"] = {"layers": [evaluation.get("layer") or "layer4.0"], "source": "demo_shapes", "k": 8,

@@ -1,0 +1,190 @@
+"""Sparse autoencoders on a layer's activations: a TopK SAE (Gao et al. 2024) and its file.
+
+An SAE reads one position of a layer (a ResNet map's pixel, a ViT patch token) as a vector of the
+layer's channels, normalizes it with the mean and scale stored with it, and writes it as a sparse
+code over ``features`` directions: the ``k`` largest ReLU pre-activations are kept, the rest set
+to 0. The decoder's rows are the features' directions, kept at unit norm.
+
+The file is safetensors (tensors only, no code) with the layer, the model id and weights hash, the
+training data's description and the measured quality in its metadata; :meth:`SAE.check` refuses
+a model other than the one it was trained on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .models import ClipModel
+
+__all__ = ["SAE", "SAEError", "SAEInfo", "SAE_FORMAT", "shipped_sae", "shipped_sae_layers"]
+
+SAE_FORMAT = "mmneurons-sae/1"
+
+
+class SAEError(ValueError):
+    """An SAE file that cannot be used as asked: the message says why and what to do."""
+
+
+@dataclass
+class SAEInfo:
+    """What an SAE is of and how it was made and measured (the file's metadata)."""
+
+    layer: str
+    model_id: str
+    model_sha256: str | None
+    features: int
+    k: int
+    channels: int
+    data: str = ""
+    training: dict = field(default_factory=dict)
+    quality: dict = field(default_factory=dict)
+
+
+class SAE(torch.nn.Module):
+    """A TopK sparse autoencoder over ``channels``-dimensional positions."""
+
+    def __init__(self, info: SAEInfo, *, seed: int = 0) -> None:
+        super().__init__()
+        if info.k < 1 or info.k > info.features:
+            raise SAEError(f"k={info.k} must be between 1 and the {info.features} features")
+        self.info = info
+        g = torch.Generator().manual_seed(seed)
+        directions = torch.randn(info.features, info.channels, generator=g)
+        directions /= directions.norm(dim=1, keepdim=True)
+        self.W_dec = torch.nn.Parameter(directions)                      # [F, C] unit rows
+        self.W_enc = torch.nn.Parameter(directions.T.clone())            # [C, F] the decoder's transpose
+        self.b_enc = torch.nn.Parameter(torch.zeros(info.features))
+        self.b_dec = torch.nn.Parameter(torch.zeros(info.channels))
+        self.register_buffer("mean", torch.zeros(info.channels))
+        self.register_buffer("scale", torch.ones(()))
+
+    @property
+    def k(self) -> int:
+        return self.info.k
+
+    def normalized(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean.to(x.dtype)) / self.scale.to(x.dtype)
+
+    def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
+        """``[N, F]`` each feature's encoder value before the ReLU and the top-k: what a feature
+        visualization of it raises."""
+        return (self.normalized(x) - self.b_dec.to(x.dtype)) @ self.W_enc.to(x.dtype) + self.b_enc.to(x.dtype)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """``[N, F]`` codes: the ``k`` largest ReLU pre-activations of each position, others 0."""
+        pre = torch.relu(self.pre_activations(x))
+        top = pre.topk(self.k, dim=-1)
+        return torch.zeros_like(pre).scatter_(-1, top.indices, top.values)
+
+    def decode_normalized(self, codes: torch.Tensor) -> torch.Tensor:
+        return codes @ self.W_dec.to(codes.dtype) + self.b_dec.to(codes.dtype)
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """``[N, C]`` positions in the layer's own units."""
+        return self.decode_normalized(codes) * self.scale.to(codes.dtype) + self.mean.to(codes.dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+    @torch.no_grad()
+    def normalize_decoder(self) -> None:
+        self.W_dec /= self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    # -- the model it belongs to -----------------------------------------------------------------
+    def check(self, model: "ClipModel") -> None:
+        """Refuse a model other than the one this SAE was trained on (its id, and its weights hash
+        where both are known), or a layer whose width differs."""
+        info, sha = self.info, model.meta.get("sha256")
+        if model.model_id != info.model_id or (info.model_sha256 and sha and sha != info.model_sha256):
+            theirs = f" (weights {info.model_sha256[:12]}...)" if info.model_sha256 else ""
+            ours = f" (weights {sha[:12]}...)" if sha else ""
+            raise SAEError(f"this SAE of {info.layer} was trained on {info.model_id}{theirs}, not on "
+                           f"{model.model_id}{ours}; train one for this model with `mmneurons sae train`")
+        channels = model.layer_info(info.layer).channels
+        if channels != info.channels:
+            raise SAEError(f"this SAE reads {info.channels} channels; layer '{info.layer}' of {model.model_id} "
+                           f"has {channels}")
+
+    # -- the file --------------------------------------------------------------------------------
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {name: value.detach().float().contiguous().cpu() for name, value in self.state_dict().items()}
+
+    def save(self, path: "str | os.PathLike") -> Path:
+        """Write the SAE atomically. An existing file is replaced only when it is an SAE file."""
+        from safetensors.torch import save
+
+        path = Path(path)
+        if path.is_dir():
+            raise SAEError(f"{path} is a folder; give a file name such as {path / 'layer.sae.safetensors'}")
+        if path.exists():
+            try:
+                SAE.load(path)
+            except SAEError:
+                raise SAEError(f"{path} exists and is not an SAE file; it is left as it is: give another file "
+                               f"name") from None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(save(self.tensors(), metadata={"format": SAE_FORMAT, "info": json.dumps(asdict(self.info))}))
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: "str | os.PathLike") -> "SAE":
+        from safetensors import SafetensorError, safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise SAEError(f"SAE file {path} does not exist; train one with `mmneurons sae train`")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                tensors = {name: f.get_tensor(name) for name in f.keys()}
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise SAEError(f"{path} is not an SAE file: {exc}") from None
+        if meta.get("format") != SAE_FORMAT:
+            raise SAEError(f"{path} is not an SAE file (format {SAE_FORMAT})")
+        try:
+            info = SAEInfo(**json.loads(meta["info"]))
+            sae = cls(info)
+            sae.load_state_dict(tensors)
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise SAEError(f"SAE file {path} is damaged: {exc}") from None
+        return sae.eval()
+
+    def describe(self) -> dict[str, Any]:
+        return asdict(self.info)
+
+
+def shipped_sae_layers(model: "ClipModel") -> list[str]:
+    """The layers for which ``model``'s provider ships an SAE (``meta['saes']``)."""
+    return sorted((model.meta.get("saes") or {}).keys())
+
+
+def shipped_sae(model: "ClipModel", layer: str) -> SAE:
+    """The SAE ``model``'s provider ships for ``layer``, its file checked against the sha256 the
+    provider gives, and the model against the SAE."""
+    import hashlib
+
+    entry = (model.meta.get("saes") or {}).get(layer)
+    if entry is None:
+        have = ", ".join(shipped_sae_layers(model)) or "none"
+        raise SAEError(f"{model.model_id} ships no SAE of '{layer}' (it ships: {have}); train one with "
+                       f"`mmneurons sae train`")
+    path = Path(entry["path"])
+    if entry.get("sha256"):
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+        if digest != entry["sha256"]:
+            state = "is missing" if digest is None else "failed its checksum"
+            raise SAEError(f"the SAE file {path} of {model.model_id} {state} (the provider says sha256 "
+                           f"{entry['sha256'][:12]}...): reinstall it")
+    sae = SAE.load(path)
+    sae.check(model)
+    return sae
+
