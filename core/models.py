@@ -194,7 +194,17 @@ class ClipModel:
         return "other"
 
     def _hookable_names(self) -> list[str]:
+        """The layers worth listing, each followed by the SAE branches attached to it
+        (:func:`mmneurons.sae.attach_sae`)."""
         modules = dict(self.visual.named_modules())
+        names = []
+        for name in self._tower_names(modules):
+            names.append(name)
+            names += [f"{name}.{child}" for child, m in modules[name].named_children()
+                      if getattr(m, "is_sae_branch", False)]
+        return names
+
+    def _tower_names(self, modules: dict) -> list[str]:
         if self.kind == "resnet":
             names = ["act3"]
             for stage in ("layer1", "layer2", "layer3", "layer4"):
@@ -241,8 +251,9 @@ class ClipModel:
         only the class token of its last block, whose patch tokens get zero gradient, so there it is
         the block before.
         """
-        blocks = [info.name for info in self.layers()
-                  if (info.shape[1] > 1 or info.shape[2] > 1) and ".mlp." not in info.name]
+        branches = {n for n, m in self.visual.named_modules() if getattr(m, "is_sae_branch", False)}
+        blocks = [info.name for info in self.layers() if (info.shape[1] > 1 or info.shape[2] > 1)
+                  and ".mlp." not in info.name and info.name not in branches]
         if self.kind == "vit" and len(blocks) > 2:
             return blocks[-2]
         return blocks[-1]
@@ -433,6 +444,10 @@ def load_model(
     providers = registry.model_providers()
     for provider in providers:
         if provider.name == provider_name:
-            return provider.load(spec, resolve_device(device))
+            from .sae import attach_saes
+
+            model = provider.load(spec, resolve_device(device))
+            attach_saes(model)  # the SAEs it ships, and the user's (MMNEURONS_SAE), as layers
+            return model
     known = ", ".join(p.name for p in providers) or "none"
     raise ModelLoadError(f"unknown model provider '{provider_name}' in {model_id!r}; providers: {known}")

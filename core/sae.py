@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,11 @@ import torch
 if TYPE_CHECKING:  # pragma: no cover
     from .models import ClipModel
 
-__all__ = ["SAE", "SAEError", "SAEInfo", "SAE_FORMAT", "shipped_sae", "shipped_sae_layers"]
+__all__ = ["SAE", "SAEBranch", "SAEError", "SAEInfo", "SAE_FORMAT", "attach_sae", "attach_saes", "shipped_sae",
+           "shipped_sae_layers"]
+
+#: environment variable: SAE files (separated by the path separator) attached to the models they were trained on
+SAE_ENV = "MMNEURONS_SAE"
 
 SAE_FORMAT = "mmneurons-sae/1"
 
@@ -187,4 +192,89 @@ def shipped_sae(model: "ClipModel", layer: str) -> SAE:
     sae = SAE.load(path)
     sae.check(model)
     return sae
+
+
+class SAEBranch(torch.nn.Module):
+    """An SAE's features as a layer of the visual tower: ``<layer>.sae``, a child of the layer it
+    reads, run by a hook on that layer whenever something listens to it (a capture, an edit). Its
+    output has the layer's own layout with the features as channels, so every unit of it
+    (``layer4.0.sae:17``) is read, ranked, visualized and ablated like a neuron.
+
+    Values are the TopK codes; with gradients on, each feature's gradient is its encoder
+    pre-activation's (a straight-through code), so a feature visualization can raise a feature that
+    is not yet among the top k. An edit of the codes reaches the rest of the network as the change
+    of the decoder's contribution: removing a feature subtracts what it adds to the layer."""
+
+    is_sae_branch = True
+
+    def __init__(self, sae: SAE) -> None:
+        super().__init__()
+        self.sae = sae
+        for p in self.sae.parameters():
+            p.requires_grad_(False)
+        self.last: torch.Tensor | None = None
+
+    def forward(self, output: torch.Tensor) -> torch.Tensor:
+        dim = 1 if output.ndim in (2, 4) else output.ndim - 1
+        rows = output.movedim(dim, -1)
+        pre = self.sae.pre_activations(rows)
+        top = torch.relu(pre).topk(self.sae.k, dim=-1)
+        codes = torch.zeros_like(pre).scatter(-1, top.indices, top.values)
+        if torch.is_grad_enabled():
+            codes = codes + (pre - pre.detach())
+        self.last = codes.movedim(-1, dim)
+        return self.last
+
+    def change(self, output: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """``output`` plus the decoder's contribution of ``codes`` minus that of the codes this
+        branch computed (zero unless an edit or a gradient leaf replaced them)."""
+        dim = 1 if output.ndim in (2, 4) else output.ndim - 1
+        delta = (codes - self.last.detach()).movedim(dim, -1)
+        added = (delta @ self.sae.W_dec.to(delta.dtype)) * self.sae.scale.to(delta.dtype)
+        return output + added.movedim(-1, dim).to(output.dtype)
+
+
+def _branch_hook(module: torch.nn.Module, _inputs: Any, output: Any) -> Any:
+    """On a layer with SAE branches: run each one that something listens to, and apply its edits."""
+    first = output[0] if isinstance(output, (tuple, list)) else output
+    changed = first
+    for child in module.children():
+        if getattr(child, "is_sae_branch", False) and (child._forward_hooks or child._forward_pre_hooks):
+            codes = child(first)
+            if codes is not child.last:
+                changed = child.change(changed, codes)
+            child.last = None
+    if changed is first:
+        return None
+    return (changed, *output[1:]) if isinstance(output, tuple) else changed
+
+
+def attach_sae(model: "ClipModel", sae: SAE, name: str = "sae") -> str:
+    """Make ``sae``'s features the layer ``<its layer>.<name>`` of ``model`` (checked against the
+    model first); returns the layer's name. Attaching again under the same name replaces it."""
+    sae.check(model)
+    parent = model.module(sae.info.layer)
+    existing = parent._modules.get(name)
+    if existing is not None and not getattr(existing, "is_sae_branch", False):
+        raise SAEError(f"layer '{sae.info.layer}' already has a part called '{name}'; attach under another name")
+    with model.lock:
+        parent.add_module(name, SAEBranch(sae.to(model.device)))
+        if not any(hook is _branch_hook for hook in parent._forward_hooks.values()):
+            parent.register_forward_hook(_branch_hook)
+        model._layers = None     # the layer list and the derived towers now include the branch
+        model._derived.clear()
+    return f"{sae.info.layer}.{name}"
+
+
+def attach_saes(model: "ClipModel") -> list[str]:
+    """Attach the SAEs ``model``'s provider ships and those named in ``MMNEURONS_SAE`` that were
+    trained on it; the names of the layers they make."""
+    names = [attach_sae(model, shipped_sae(model, layer)) for layer in shipped_sae_layers(model)]
+    for item in filter(None, os.environ.get(SAE_ENV, "").split(os.pathsep)):
+        sae = SAE.load(item)
+        if sae.info.model_id != model.model_id:
+            continue  # the variable may name SAEs of several models
+        taken = model.module(sae.info.layer)._modules.get("sae") is not None
+        names.append(attach_sae(model, sae, re.sub(r"\W", "_", Path(item).name.split(".")[0]) if taken else "sae"))
+    return names
 

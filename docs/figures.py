@@ -1,5 +1,5 @@
 """Make the README's figures from the embedded demo model: `uv run python docs/figures.py`
-(or `... docs/figures.py facets` for one of them)."""
+(or `... docs/figures.py facets` / `... docs/figures.py sae` for one of them)."""
 
 from __future__ import annotations
 
@@ -54,9 +54,42 @@ def facets() -> None:
     print("wrote", HERE / "img" / "facets.png")
 
 
+def sae() -> None:
+    """The most multimodal feature of the SAE the demo ships for layer4.0: its visualization (512
+    steps without the robustness transforms: with them this feature's code stays at 0, see
+    docs/benchmarks.md), its top dataset examples and its activation per concept and form."""
+    model = load_model("demo:shapes")
+    registry = get_registry()
+    shapes = registry.get("mmneurons_image_sources", "demo_shapes").create()
+    ranking = registry.get("mmneurons_probes", "modality").run(model, "layer4.0.sae", shapes, {}).table("ranking")
+    best = ranking[0]
+    unit = best["unit"]
+    [vis] = registry.get("mmneurons_visualizers", "channel").visualize(model, [unit], {"steps": 512,
+                                                                                      "transforms": "none"})
+    examples = registry.get("mmneurons_probes", "dataset_examples").run(model, unit, shapes, {"k": 4})
+    chart = registry.get("mmneurons_probes", "modality").run(model, unit, shapes, {}).images[0]
+    top = [row["image"] for row in examples.table("top")][:4]        # ids: form/concept/index
+    tops = [(shapes.load(int(i.split("/")[-1])), f"top: {i.split('/')[1]} {i.split('/')[0]}") for i in top]
+    sheet = sheet_of([(vis.image, f"{unit.split(':')[1]}: visualization")] + tops)
+    chart = chart.convert("RGB")
+    chart = chart.resize((sheet.width, int(chart.height * sheet.width / chart.width)), Image.Resampling.LANCZOS)
+    figure = Image.new("RGB", (sheet.width, sheet.height + chart.height), "white")
+    figure.paste(sheet, (0, 0))
+    figure.paste(chart, (0, sheet.height))
+    (HERE / "img").mkdir(exist_ok=True)
+    figure.save(HERE / "img" / "sae-feature.png")
+    (HERE / "img" / "sae-feature.json").write_text(json.dumps(
+        {"unit": unit, "concept": best["concept"], "score": best["score"], "activation": vis.activation,
+         "gray": vis.activation_gray, "top": top}, indent=1))
+    print("wrote", HERE / "img" / "sae-feature.png")
+
+
 def main() -> None:
     if sys.argv[1:] == ["facets"]:
         facets()
+        return
+    if sys.argv[1:] == ["sae"]:
+        sae()
         return
     model = load_model("demo:shapes")
     manifest = model.meta
@@ -83,6 +116,7 @@ def main() -> None:
          "renders_below_gray_or_noise": failed, "candidates": len(rendered)}, indent=1))
     print("wrote", HERE / "img" / "featurevis.png")
     facets()
+    sae()
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ APPEND = {("demo", "train"): ["--steps", "2", "--images", "256", "--batch-size",
           ("visualize",): ["--steps", "8"],
           ("probe", "rendered_words"): ["-p", "n_words=300"],
           ("probe", "association_audit"): ["-p", "words=50", "-s", "per_cell=4"],
+          ("sae", "train"): ["--epochs", "1", "--eval-source-param", "per_cell=2"],
           ("atlas", "build"): ["-s", "per_cell=1", "--steps", "2", "-p", "rendered_words.n_words=300", "-p",
                                "neuron_label.n_words=300", "--vis-batch", "256"]}
 #: what an offline machine answers to a pretrained tag: the one-line error the README promises

@@ -93,3 +93,126 @@ def test_the_demo_ships_a_checked_sae(demo_model, tmp_path):
                                                                 "path": str(changed)}}}
     with pytest.raises(SAEError, match="failed its checksum"):
         shipped_sae(tampered, "layer4.0")
+
+
+# -- features as a layer ---------------------------------------------------------------------------
+LAYERS = {"resnet": "layer3.0", "vit": "transformer.resblocks.0"}  # a ViT block whose tokens reach the output
+
+
+@pytest.fixture(scope="module", params=["resnet", "vit"])
+def with_features(request, tiny_resnet, tiny_vit):
+    """A copy of a tiny model with an SAE of 48 features (k 6) as ``<layer>.sae``."""
+    from mmneurons.sae import attach_sae
+
+    from mmneurons.analysis.sae import input_statistics
+    from mmneurons.images import ListSource
+    from mmneurons.images import to_pil
+
+    model = copy.deepcopy(tiny_resnet if request.param == "resnet" else tiny_vit)
+    sae = _sae(model, layer=LAYERS[request.param], features=48, k=6)
+    images = ListSource([to_pil(p) for p in _pixels(model, n=8, seed=9)])
+    mean, scale = input_statistics(model, images, sae.info.layer, 8)
+    sae.mean.copy_(mean)  # inputs at the layer's own scale, so a random SAE's features vary
+    sae.scale.copy_(scale)
+    name = attach_sae(model, sae)
+    return model, sae, name
+
+
+def _pixels(model, n=3, seed=0):
+    return torch.rand(n, 3, model.image_size, model.image_size, generator=torch.Generator().manual_seed(seed))
+
+
+def test_an_attached_sae_is_a_layer_of_its_features(with_features):
+    from mmneurons.activations import capture_layers
+    from mmneurons.analysis.sae import positions
+    from mmneurons.units import Unit
+
+    model, sae, name = with_features
+    info = model.layer_info(name)
+    parent = model.layer_info(sae.info.layer)
+    assert name == f"{sae.info.layer}.sae" and info.shape == (48,) + parent.shape[1:]
+    assert name in [layer.name for layer in model.layers()] and model.default_layer() != name
+    Unit.parse(f"{name}:47").validate(model)
+    pixels = _pixels(model)
+    with torch.no_grad():
+        codes = capture_layers(model, pixels, [name])[name]
+        expected = sae.encode(positions(model, pixels, sae.info.layer))
+    assert torch.allclose(codes.permute(0, 2, 3, 1).reshape(-1, 48), expected, atol=1e-5)
+    assert ((codes > 0).sum(1) <= 6).all() and (codes > 0).any()
+
+
+def test_removing_a_feature_removes_its_decoder_contribution(with_features):
+    from mmneurons.activations import capture_layers, edited_layer
+    from mmneurons.analysis.ablation import replace_channels
+
+    model, sae, name = with_features
+    pixels = _pixels(model, seed=1)
+    with torch.no_grad():
+        plain = capture_layers(model, pixels, [name, sae.info.layer], stop=False)
+        feature = int(plain[name].sum(dim=(0, 2, 3)).argmax())             # the feature most active here
+        with edited_layer(model, name, replace_channels([feature])):
+            edited = capture_layers(model, pixels, [sae.info.layer, name], stop=False)
+            after = model.forward_visual(pixels)
+        before = model.forward_visual(pixels)
+    contribution = plain[name][:, feature][:, None] * (sae.W_dec[feature] * sae.scale)[None, :, None, None]
+    assert torch.allclose(edited[sae.info.layer], plain[sae.info.layer] - contribution, atol=1e-5)
+    assert not torch.allclose(after, before, atol=1e-6)
+    with torch.no_grad():
+        again = model.forward_visual(pixels)
+    assert torch.equal(before, again)                                      # nothing stays edited
+
+
+def test_a_features_gradient_is_its_decoder_direction_of_the_layers(with_features):
+    from mmneurons.activations import layer_gradient
+
+    model, sae, name = with_features
+    pixels = _pixels(model, n=2, seed=2)
+    direction = torch.randn(model.forward_visual(pixels).shape[1], generator=torch.Generator().manual_seed(3))
+    grad_layer = layer_gradient(model, pixels, sae.info.layer, lambda e: e @ direction)      # [B, C, H, W]
+    grad_features = layer_gradient(model, pixels, name, lambda e: e @ direction)             # [B, F, H, W]
+    expected = torch.einsum("bchw,fc->bfhw", grad_layer, sae.W_dec.detach()) * sae.scale
+    assert torch.allclose(grad_features, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["channel", "neuron", "negative", "diversity"])
+def test_every_unit_visualizer_takes_a_feature(with_features, method):
+    """Each visualizer moves the feature's encoder pre-activation (its objective) from the gray
+    image's: up, or down for ``negative``."""
+    from mmneurons.analysis.sae import positions
+    from mmneurons.registry import get_registry
+
+    model, sae, name = with_features
+    results = get_registry().get("mmneurons_visualizers", method).visualize(model, [f"{name}:5"], {"steps": 24})
+    assert results and all(r.of.lstrip("-").startswith(f"{name}:5") for r in results)
+
+    def pre(image) -> float:
+        x = positions(model, model.pixels(image)[None], sae.info.layer)
+        with torch.no_grad():
+            return float(sae.pre_activations(x)[:, 5].mean())
+
+    from PIL import Image
+
+    gray = pre(Image.new("RGB", (model.image_size, model.image_size), (128, 128, 128)))
+    reached = pre(results[0].image)
+    assert (reached < gray) if method == "negative" else (reached > gray), (reached, gray)
+
+
+def test_every_unit_probe_takes_a_feature(with_features):
+    from mmneurons.images import ListSource, to_pil
+    from mmneurons.registry import get_registry
+
+    model, sae, name = with_features
+    pixels = _pixels(model, n=16, seed=4)
+    ids = [f"{c}/{form}/{i}" for i, (c, form) in enumerate((c, f) for c in "ab" for f in ("photo", "drawing")
+                                                           for _ in range(4))]
+    images = ListSource([to_pil(p) for p in pixels], ids=ids, categories=[i.split("/")[0] for i in ids])
+    params = {"rendered_words": {"n_words": 40}, "neuron_label": {"concepts": "a,b,cat"},
+              "association_audit": {"vocabulary": "a,b,cat"}, "dataset_examples": {"k": 3}}
+    probes = [p for p in get_registry().probes() if p.accepts("unit")]
+    assert {"dataset_examples", "rendered_words", "modality", "neuron_label", "ablation", "activation_by_category",
+            "association_audit"} <= {p.name for p in probes}
+    for probe in probes:
+        source = None if probe.source == "words" else images
+        result = probe.run(model, f"{name}:5", source, params.get(probe.name, {}))
+        summary = result.summary
+        assert str(summary.get("unit", summary.get("units"))) == f"{name}:5", (probe.name, summary)

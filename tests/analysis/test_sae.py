@@ -33,8 +33,8 @@ def test_an_sae_reconstructs_its_training_activations(tiny_resnet, noise_images)
     assert quality.dead_fraction < 0.25                     # measured 0.12
     assert sae.info.training["steps"] == 10 * 5 and sae.info.data == noise_images.describe()
     # the FVU by hand, from the positions themselves
-    x = torch.cat([positions(tiny_resnet, torch.stack([tiny_resnet.pixels(noise_images.load(i))
-                                                       for i in range(j, j + 8)]), "layer3.0") for j in range(0, 40, 8)])
+    pixels = torch.stack([tiny_resnet.pixels(noise_images.load(i)) for i in range(40)])
+    x = positions(tiny_resnet, pixels, "layer3.0")
     with torch.no_grad():
         fvu = float(((sae(x) - x) ** 2).sum() / ((x - x.mean(0)) ** 2).sum())
     assert fvu == pytest.approx(quality.fvu, rel=1e-3)

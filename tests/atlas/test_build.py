@@ -275,3 +275,23 @@ def test_costly_probe_columns_are_built_only_when_named(tmp_path, tiny_resnet, r
         assert effect["most_hurt"] in {"arrow", "circle", "cross", "diamond", "heart", "hexagon", "moon", "ring",
                                        "spiral", "square", "star", "triangle"} and "logit_drop" in effect
         assert 1 <= book.counts("layer1.0")["concept_decomposition"] <= 24  # 12 concepts x 2 units at most
+
+
+def test_an_sae_layer_is_built_like_any_layer(tiny_resnet, tmp_path, registry):
+    """Every stage on the features of an SAE attached to a tiny model: one row per feature."""
+    import copy
+    import dataclasses
+
+    from mmneurons.sae import SAE, SAEInfo, attach_sae
+
+    model = copy.deepcopy(tiny_resnet)
+    name = attach_sae(model, SAE(SAEInfo("layer2.0", model.model_id, None, features=24, k=4, channels=128)))
+    images = source()
+    build_atlas(model, tmp_path / "atlas", images, images.describe(),
+                dataclasses.replace(options(), layers=(name,)), registry=registry)
+    with Atlas.open(tmp_path / "atlas") as book:
+        [layer] = book.layers()
+        rows = layer.table()
+        stored = book.unit(f"{name}:3").values
+    assert (layer.name, layer.channels, len(rows)) == (name, 24, 24)
+    assert {"examples", "vis", "modality", "neuron_label", "rendered_words"} <= set(stored)

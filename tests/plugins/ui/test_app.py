@@ -250,6 +250,17 @@ def test_the_associations_page_audits_the_concepts_given(app):
     assert any("not why" in c.value for c in app.caption)  # the page says what an audit cannot show
 
 
+def test_an_sae_feature_is_a_unit_of_the_neuron_page(app):
+    app.query_params.update({"layer": "layer4.0.sae", "unit": "481"})
+    open_page(app, "neuron")
+    ok(app)
+    assert app.subheader[0].value.startswith("layer4.0.sae:481")
+    button(app, "Run modality").click().run()
+    ok(app)
+    [result] = [r for r in state.results().values() if getattr(r, "probe", "") == "modality"]
+    assert result.summary["unit"] == "layer4.0.sae:481" and result.summary["top_concept"] == "ring"
+
+
 # -- a plugin that fails everywhere it can ------------------------------------------------------
 class ExplodingProbe(Probe):
     name = "explodes"
