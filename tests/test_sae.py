@@ -216,3 +216,19 @@ def test_every_unit_probe_takes_a_feature(with_features):
         result = probe.run(model, f"{name}:5", source, params.get(probe.name, {}))
         summary = result.summary
         assert str(summary.get("unit", summary.get("units"))) == f"{name}:5", (probe.name, summary)
+
+
+def test_the_users_sae_files_join_the_model_they_were_trained_on(demo_model, tiny_resnet, tmp_path, monkeypatch):
+    from mmneurons.models import load_model
+    from mmneurons.sae import SAE_ENV
+
+    sha = demo_model.meta["sha256"]
+    ours = SAE(SAEInfo("layer3.0", "demo:shapes", sha, features=16, k=2, channels=256)).save(
+        tmp_path / "l3.safetensors")
+    again = SAE(SAEInfo("layer4.0", "demo:shapes", sha, features=8, k=2, channels=512)).save(
+        tmp_path / "my-l4.sae.safetensors")
+    other = _sae(tiny_resnet).save(tmp_path / "tiny.safetensors")             # another model's: left out
+    monkeypatch.setenv(SAE_ENV, ":".join(map(str, (ours, again, other))))
+    names = [layer.name for layer in load_model("demo:shapes").layers()]
+    assert {"layer3.0.sae", "layer4.0.sae", "layer4.0.my_l4"} <= set(names)     # the shipped one keeps its name
+    assert not any(name.startswith("layer3.0.") and name != "layer3.0.sae" for name in names)

@@ -77,7 +77,7 @@ def soft_wpmi(acts: np.ndarray, p_concept_given_image: np.ndarray, k: int, lam: 
     return out
 
 
-def extra_labels(activation: np.ndarray, p: np.ndarray, candidates: Sequence[int], *, min_gain: float = 0.05,
+def extra_labels(activation: np.ndarray, p: np.ndarray, candidates: Sequence[int], *, min_gain: float = 0.1,
                  max_labels: int = 3) -> list[int]:
     """The label (``candidates[0]``) and the runners-up that each add at least ``min_gain`` to the
     R^2 of a least-squares fit of ``activation`` ``[N]`` on the chosen concepts' probabilities
@@ -139,7 +139,7 @@ class UnitLabels:
 
 def label_units(acts: np.ndarray, p: np.ndarray, concepts: Sequence[str], *, method: str = "correlation",
                 units: Sequence[int] | None = None, k: int = 20, lam: float = 1.0, top: int = 5,
-                min_gain: float = 0.05, max_labels: int = 3, evidence: int = 5) -> UnitLabels:
+                min_gain: float = 0.1, max_labels: int = 3, evidence: int = 5) -> UnitLabels:
     """Label ``units`` (default: every column of ``acts`` ``[N, C]``) with ``concepts`` from the
     images' concept probabilities ``p`` ``[N, K]`` (:func:`concept_probabilities`)."""
     if method not in LABEL_METHODS:
