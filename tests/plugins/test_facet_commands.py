@@ -25,6 +25,9 @@ def test_train_show_and_render_with_a_facet(tmp_path):
                     "-p", "steps=4", "--out", tmp_path / "vis")
     assert render.exit_code == 0, render.output
     assert list((tmp_path / "vis").rglob("*.png"))
+    feature = invoke("visualize", "demo:shapes", "layer4.0.sae:481", "--method", "faceted", "-p", f"facet={path}",
+                     "-p", "steps=4", "--out", tmp_path / "feature")      # an SAE feature, faceted like a unit
+    assert feature.exit_code == 0 and "layer4.0.sae:481 [text]: activation" in feature.output, feature.output
 
 
 def test_clear_errors(tmp_path):
