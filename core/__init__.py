@@ -22,7 +22,8 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     # writing plugins
     "hookimpl": "hookspecs", "ModelProvider": "kinds", "ImageSourceFactory": "kinds", "Visualizer": "kinds",
-    "Attributor": "kinds", "Probe": "kinds", "Renderer": "kinds", "Progress": "kinds", "no_progress": "kinds",
+    "Attributor": "kinds", "Probe": "kinds", "Renderer": "kinds", "SAESource": "kinds", "Progress": "kinds",
+    "no_progress": "kinds",
     "Param": "params", "ParamError": "params", "get_registry": "registry",
     # models, targets, images
     "ClipModel": "models", "load_model": "models", "Unit": "units", "Direction": "units",
@@ -46,7 +47,8 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "__version__", "hookimpl", "ModelProvider", "ImageSourceFactory", "Visualizer", "Attributor", "Probe",
-    "Renderer", "Progress", "no_progress", "Param", "ParamError", "get_registry", "ClipModel", "load_model", "Unit",
+    "Renderer", "SAESource", "Progress", "no_progress", "Param", "ParamError", "get_registry", "ClipModel",
+    "load_model", "Unit",
     "Direction", "ImageSource", "ImageRecord", "FolderSource", "ListSource", "WordSource", "WebDatasetSource",
     "ParquetSource", "capture_layers", "layer_means", "scan_top_k", "scan_layers_top_k", "ScanOptions", "Atlas",
     "BuildOptions", "build_atlas", "Result", "FeatureVis", "AttributionMap", "ProbeResult", "TopKActivations",
@@ -77,8 +79,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors
     from .errors import EngineError, ImageLoadError, LayerError, ModelLoadError, UnitError
     from .hookspecs import hookimpl
     from .images import FolderSource, ImageRecord, ImageSource, ListSource, WordSource
-    from .kinds import (Attributor, ImageSourceFactory, ModelProvider, Probe, Progress, Renderer, Visualizer,
-                        no_progress)
+    from .kinds import (Attributor, ImageSourceFactory, ModelProvider, Probe, Progress, Renderer, SAESource,
+                        Visualizer, no_progress)
     from .models import ClipModel, load_model
     from .params import Param, ParamError
     from .registry import get_registry

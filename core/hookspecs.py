@@ -12,7 +12,7 @@ import pluggy
 if TYPE_CHECKING:  # pragma: no cover
     import click
 
-    from .kinds import Attributor, ImageSourceFactory, ModelProvider, Probe, Renderer, Visualizer
+    from .kinds import Attributor, ImageSourceFactory, ModelProvider, Probe, Renderer, SAESource, Visualizer
 
 PROJECT = "mmneurons"
 
@@ -48,6 +48,11 @@ def mmneurons_probes() -> "list[Probe]":
 @hookspec
 def mmneurons_renderers() -> "list[Renderer]":
     """Return Renderer objects that draw one result kind (or ``probe:<name>``) in the front end."""
+
+
+@hookspec
+def mmneurons_saes() -> "list[SAESource]":
+    """Return SAESource objects that ship sparse autoencoders for models (their features become layers)."""
 
 
 @hookspec

@@ -9,6 +9,7 @@ works), but they document the contract and give the defaults.
 from __future__ import annotations
 
 import abc
+import os
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence
 
 from .params import Param, resolve_params
@@ -190,6 +191,18 @@ class Probe(PluginObject):
         raise NotImplementedError(f"probe '{self.name}' must define compute() (or override run())")
 
 
+class SAESource(PluginObject):
+    """Ships SAE files for models (its own or anyone's): each file is checked against the model it
+    names and joins that model as the layer ``<layer>.sae`` (or ``<layer>.<source name>`` when the
+    layer has one already) when the model loads."""
+
+    kind = "sae_source"
+
+    def files(self, model: "ClipModel") -> "Sequence[str | os.PathLike]":
+        """The SAE files (:class:`mmneurons.sae.SAE`) this source has for ``model``; none by default."""
+        return ()
+
+
 class Renderer(PluginObject):
     """Draws results of one ``result_kind`` in the Streamlit app (UI plugins only)."""
 
@@ -209,5 +222,6 @@ HOOK_KINDS: dict[str, str] = {
     "mmneurons_attributors": Attributor.kind,
     "mmneurons_probes": Probe.kind,
     "mmneurons_renderers": Renderer.kind,
+    "mmneurons_saes": SAESource.kind,
     "mmneurons_commands": "command",  # click commands: their ``name`` is the subcommand
 }

@@ -447,7 +447,7 @@ def load_model(
             from .sae import attach_saes
 
             model = provider.load(spec, resolve_device(device))
-            attach_saes(model)  # the SAEs it ships, and the user's (MMNEURONS_SAE), as layers
+            attach_saes(model, registry)  # its provider's SAEs, SAE sources', the user's (MMNEURONS_SAE)
             return model
     known = ", ".join(p.name for p in providers) or "none"
     raise ModelLoadError(f"unknown model provider '{provider_name}' in {model_id!r}; providers: {known}")

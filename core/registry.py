@@ -301,6 +301,9 @@ class PluginRegistry:
     def renderers(self) -> list[Any]:
         return self.collect("mmneurons_renderers")
 
+    def sae_sources(self) -> list[Any]:
+        return self.collect("mmneurons_saes")
+
     def commands(self) -> list[Any]:
         return self.collect("mmneurons_commands")
 

@@ -125,20 +125,11 @@ class SAE(torch.nn.Module):
         """Write the SAE atomically. An existing file is replaced only when it is an SAE file."""
         from safetensors.torch import save
 
-        path = Path(path)
-        if path.is_dir():
-            raise SAEError(f"{path} is a folder; give a file name such as {path / 'layer.sae.safetensors'}")
-        if path.exists():
-            try:
-                SAE.load(path)
-            except SAEError:
-                raise SAEError(f"{path} exists and is not an SAE file; it is left as it is: give another file "
-                               f"name") from None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(save(self.tensors(), metadata={"format": SAE_FORMAT, "info": json.dumps(asdict(self.info))}))
-        os.replace(tmp, path)
-        return path
+        from .own_files import write_own_file
+
+        data = save(self.tensors(), metadata={"format": SAE_FORMAT, "info": json.dumps(asdict(self.info))})
+        return write_own_file(path, data, kind="an SAE file", example="layer.sae.safetensors", is_ours=SAE.load,
+                              error=SAEError)
 
     @classmethod
     def load(cls, path: "str | os.PathLike") -> "SAE":
@@ -266,15 +257,34 @@ def attach_sae(model: "ClipModel", sae: SAE, name: str = "sae") -> str:
     return f"{sae.info.layer}.{name}"
 
 
-def attach_saes(model: "ClipModel") -> list[str]:
-    """Attach the SAEs ``model``'s provider ships and those named in ``MMNEURONS_SAE`` that were
-    trained on it; the names of the layers they make."""
-    names = [attach_sae(model, shipped_sae(model, layer)) for layer in shipped_sae_layers(model)]
-    for item in filter(None, os.environ.get(SAE_ENV, "").split(os.pathsep)):
-        sae = SAE.load(item)
-        if sae.info.model_id != model.model_id:
-            continue  # the variable may name SAEs of several models
-        taken = model.module(sae.info.layer)._modules.get("sae") is not None
-        names.append(attach_sae(model, sae, re.sub(r"\W", "_", Path(item).name.split(".")[0]) if taken else "sae"))
-    return names
+def attach_saes(model: "ClipModel", registry: Any = None) -> list[str]:
+    """Attach the SAEs ``model``'s provider ships (``meta['saes']``), those the installed SAE sources
+    have for it (the ``mmneurons_saes`` hook) and those named in ``MMNEURONS_SAE`` that were trained
+    on it; the names of the layers they make. A source's file of another model is left out; one
+    that cannot be read is a warning, and the model loads without it."""
+    import warnings
 
+    names = [attach_sae(model, shipped_sae(model, layer)) for layer in shipped_sae_layers(model)]
+    files: list[tuple[str, Any]] = []
+    if registry is not None:
+        for source in registry.sae_sources():
+            try:
+                files += [(source.name, path) for path in source.files(model)]
+            except Exception as exc:  # noqa: BLE001 - a third party's failure must not stop the model loading
+                warnings.warn(f"SAE source '{source.name}' failed for {model.model_id}: {type(exc).__name__}: {exc}",
+                              stacklevel=2)
+    asked = [item for item in os.environ.get(SAE_ENV, "").split(os.pathsep) if item]
+    files += [(Path(item).name.split(".")[0], item) for item in asked]
+    for origin, item in files:
+        try:
+            sae = SAE.load(item)
+        except SAEError as exc:
+            if item in asked:
+                raise SAEError(f"{SAE_ENV}: {exc}") from None  # the user's own list: a clear error
+            warnings.warn(f"{exc} (from SAE source '{origin}')", stacklevel=2)
+            continue
+        if sae.info.model_id != model.model_id:
+            continue  # a source or the variable may name SAEs of several models
+        taken = model.module(sae.info.layer)._modules.get("sae") is not None
+        names.append(attach_sae(model, sae, re.sub(r"\W", "_", origin) if taken else "sae"))
+    return names

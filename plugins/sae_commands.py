@@ -53,6 +53,9 @@ def _quality_line(quality) -> str:
 @click.option("--dead-after", type=click.IntRange(min=1), default=10_000, show_default=True,
               help="Positions without firing after which a feature counts as dead.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
+              help="What the model's forward pass computes in, as a scan's (auto follows the hardware); the SAE "
+                   "itself trains in float32.")
 @click.option("--eval-source-param", "eval_pairs", multiple=True,
               help="Measure the result on the same source with these parameters (e.g. seed=20211130), NAME=VALUE.")
 @click.option("--labels", default="", help="Zero-shot classes for the quality check (default: the eval images' "
@@ -61,7 +64,7 @@ def _quality_line(quality) -> str:
 @click.option("--work", type=click.Path(file_okay=False), default=None,
               help="Folder of the resumable checkpoint (default: beside --out).")
 def train_command(model, layer, images, source_name, source_pairs, device, features, k, epochs, batch_size,
-                  image_batch, lr, aux_k, dead_after, seed, eval_pairs, labels, out, work) -> None:
+                  image_batch, lr, aux_k, dead_after, seed, precision, eval_pairs, labels, out, work) -> None:
     """Train a TopK SAE on MODEL's LAYER over the images; an interrupted run resumes where it stopped."""
     from mmneurons.analysis.sae import SAETraining, sae_quality, train_sae
     from mmneurons.cli import image_source, load_model_option, tqdm_progress, user_errors
@@ -79,7 +82,7 @@ def train_command(model, layer, images, source_name, source_pairs, device, featu
         clip = load_model_option(model, device)
         layer = clip.resolve_layer(layer)
         cfg = SAETraining(features=features, k=k, epochs=epochs, image_batch=image_batch, batch_size=batch_size,
-                          lr=lr, seed=seed, aux_k=aux_k, dead_after=dead_after)
+                          lr=lr, seed=seed, aux_k=aux_k, dead_after=dead_after, precision=precision)
         checkpoint = Path(work or out_path.parent) / f"{out_path.name}.partial.pt"
         pairs = " ".join(source_pairs)
         data = f"{source_name or images}{' ' + pairs if pairs else ''}: {source.describe()}"

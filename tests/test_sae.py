@@ -232,3 +232,38 @@ def test_the_users_sae_files_join_the_model_they_were_trained_on(demo_model, tin
     names = [layer.name for layer in load_model("demo:shapes").layers()]
     assert {"layer3.0.sae", "layer4.0.sae", "layer4.0.my_l4"} <= set(names)     # the shipped one keeps its name
     assert not any(name.startswith("layer3.0.") and name != "layer3.0.sae" for name in names)
+
+
+def test_a_third_party_ships_an_sae_for_a_model_it_does_not_provide(demo_model, tmp_path, monkeypatch):
+    import types
+
+    from mmneurons.hookspecs import hookimpl
+    from mmneurons.kinds import SAESource
+    from mmneurons.models import load_model
+    from mmneurons.registry import PluginRegistry
+    from mmneurons.sae import SAE_ENV
+
+    monkeypatch.delenv(SAE_ENV, raising=False)
+    path = SAE(SAEInfo("layer4.0", "demo:shapes", demo_model.meta["sha256"], features=8, k=2, channels=512)).save(
+        tmp_path / "theirs.safetensors")
+
+    class Theirs(SAESource):
+        name = "their_saes"
+        description = "an SAE for the demo model, from elsewhere"
+
+        def files(self, model):
+            return [path, tmp_path / "damaged.safetensors"] if model.model_id == "demo:shapes" else []
+
+    (tmp_path / "damaged.safetensors").write_text("not an SAE")
+    plugin = types.ModuleType("their_plugin")
+    plugin.mmneurons_saes = hookimpl(lambda: [Theirs()])
+    registry = PluginRegistry(entry_points=False, env={})
+    registry.register(plugin, name="their_plugin")
+    with pytest.warns(UserWarning, match="damaged.safetensors is not an SAE file"):
+        model = load_model("demo:shapes", registry=registry)
+    names = [layer.name for layer in model.layers()]
+    assert "layer4.0.sae" in names and "layer4.0.their_saes" in names       # the demo's keeps its name
+    assert model.layer_info("layer4.0.their_saes").channels == 8
+    monkeypatch.setenv(SAE_ENV, str(tmp_path / "missing.safetensors"))
+    with pytest.raises(SAEError, match="MMNEURONS_SAE: SAE file .* does not exist"), pytest.warns(UserWarning):
+        load_model("demo:shapes", registry=registry)

@@ -106,20 +106,10 @@ class Facet:
     def save(self, path: "str | os.PathLike") -> Path:
         """Write the facet as JSON (atomically: a reader never sees half a file). An existing file is
         replaced only when it is a facet file: nothing else is overwritten."""
-        path = Path(path)
-        if path.is_dir():
-            raise FacetError(f"{path} is a folder; give a file name such as {path / (self.name + '.facet.json')}")
-        if path.exists():
-            try:
-                Facet.load(path)
-            except FacetError:
-                raise FacetError(f"{path} exists and is not a facet file; it is left as it is: give another "
-                                 f"file name") from None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1))
-        os.replace(tmp, path)
-        return path
+        from ..own_files import write_own_file
+
+        return write_own_file(path, json.dumps(self.to_dict(), indent=1).encode(), kind="a facet file",
+                              example=f"{self.name}.facet.json", is_ours=Facet.load, error=FacetError)
 
     @classmethod
     def load(cls, path: "str | os.PathLike") -> "Facet":

@@ -32,6 +32,7 @@ from .modality import modality_of
 if TYPE_CHECKING:  # pragma: no cover
     from ..images import ImageSource
     from ..models import ClipModel
+    from ..scan import ScanTower
 
 
 @dataclass
@@ -49,32 +50,44 @@ class SAETraining:
     aux_weight: float = 1 / 32
     dead_after: int = 100_000
     stat_images: int = 512
+    precision: str = "auto"
 
 
-def positions(model: "ClipModel", pixels: torch.Tensor, layer: str) -> torch.Tensor:
-    """``[B * H * W, C]``: every position of ``layer`` as a row of its channels (float32)."""
-    with torch.inference_mode():
-        grid = capture_layers(model, pixels, [layer])[layer]
+def positions(model: "ClipModel", pixels: torch.Tensor, layer: str,
+              tower: "ScanTower | None" = None) -> torch.Tensor:
+    """``[B * H * W, C]``: every position of ``layer`` as a row of its channels (float32), read
+    through ``tower`` (the scan's fast path and precision) when given, else the model itself."""
+    if tower is not None:
+        grid = tower.forward(pixels)[0][layer]
+    else:
+        with torch.inference_mode():
+            grid = capture_layers(model, pixels, [layer])[layer]
     return grid.float().permute(0, 2, 3, 1).reshape(-1, grid.shape[1]).clone()
 
 
-def _batches(model: "ClipModel", source: "ImageSource", layer: str, batch: int,
-             start: int = 0) -> Iterator[tuple[int, torch.Tensor]]:
+def _batches(model: "ClipModel", source: "ImageSource", layer: str, batch: int, start: int = 0,
+             precision: str = "auto") -> Iterator[tuple[int, torch.Tensor]]:
+    """Each batch of images' positions of ``layer``, read the way a scan reads them."""
+    from ..scan import ScanTower
+
+    tower = ScanTower(model, [layer], precision)
     n = -(-len(source) // batch)
     for number, loaded in zip(range(start, n), iterate_batches(source, model.image_size, batch_size=batch,
                                                                batches=range(start, n))):
         if len(loaded.indices):
-            yield number, positions(model, loaded.pixels, layer)
+            with tower.held():
+                x = positions(model, loaded.pixels, layer, tower)
+            yield number, x
 
 
 def input_statistics(model: "ClipModel", source: "ImageSource", layer: str, images: int,
-                     batch: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+                     batch: int = 64, precision: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
     """(per-channel mean, scale) over the first ``images`` images' positions: the scale makes the
     centered inputs' mean squared norm equal the channel count (unit variance per channel on average)."""
     total, squares, count = None, 0.0, 0
     part = _Subset(source, range(min(images, len(source))))
     rows = []
-    for _, x in _batches(model, part, layer, batch):
+    for _, x in _batches(model, part, layer, batch, precision=precision):
         rows.append(x)
         total = x.sum(0) if total is None else total + x.sum(0)
         count += len(x)
@@ -149,14 +162,14 @@ def train_sae(model: "ClipModel", source: "ImageSource", layer: str, cfg: SAETra
         since_fired, epoch, start, losses = state["since_fired"], state["epoch"], state["batch"], state["losses"]
     else:
         progress(0, 1, "input statistics")
-        mean, scale = input_statistics(model, source, layer, cfg.stat_images, cfg.image_batch)
+        mean, scale = input_statistics(model, source, layer, cfg.stat_images, cfg.image_batch, cfg.precision)
         sae.mean.copy_(mean)
         sae.scale.copy_(scale)
     n_batches = -(-len(source) // cfg.image_batch)
     done_batches = 0
     while epoch < cfg.epochs:
         ordered = _Subset(source, _order(len(source), cfg.seed, epoch))
-        for number, x in _batches(model, ordered, layer, cfg.image_batch, start):
+        for number, x in _batches(model, ordered, layer, cfg.image_batch, start, cfg.precision):
             g = torch.Generator().manual_seed((cfg.seed * 1_000_003 + epoch) * 100_003 + number)
             x = x[torch.randperm(len(x), generator=g)]
             for lo in range(0, len(x), cfg.batch_size):
@@ -189,13 +202,17 @@ def feature_means(model: "ClipModel", sae: SAE, source: "ImageSource", *, batch:
                   progress: Progress = no_progress) -> tuple[np.ndarray, list[int]]:
     """(``[N, F]`` each image's mean code of every feature over the layer's positions, the indices of
     the images read): an SAE feature's activation per image, as a unit's is its spatial mean."""
+    from ..scan import ScanTower
+
     sae.check(model)
+    tower = ScanTower(model, [sae.info.layer])
     rows, kept = [], []
     n = -(-len(source) // batch)
     with torch.no_grad():
         for i, loaded in enumerate(iterate_batches(source, model.image_size, batch_size=batch)):
             if len(loaded.indices):
-                x = positions(model, loaded.pixels, sae.info.layer)
+                with tower.held():
+                    x = positions(model, loaded.pixels, sae.info.layer, tower)
                 codes = sae.encode(x).reshape(len(loaded.indices), -1, sae.info.features)
                 rows.append(codes.mean(dim=1).numpy())
                 kept += list(loaded.indices)
