@@ -106,12 +106,13 @@ class SAE(torch.nn.Module):
     def check(self, model: "ClipModel") -> None:
         """Refuse a model other than the one this SAE was trained on (its id, and its weights hash
         where both are known), or a layer whose width differs."""
-        info, sha = self.info, model.meta.get("sha256")
-        if model.model_id != info.model_id or (info.model_sha256 and sha and sha != info.model_sha256):
-            theirs = f" (weights {info.model_sha256[:12]}...)" if info.model_sha256 else ""
-            ours = f" (weights {sha[:12]}...)" if sha else ""
-            raise SAEError(f"this SAE of {info.layer} was trained on {info.model_id}{theirs}, not on "
-                           f"{model.model_id}{ours}; train one for this model with `mmneurons sae train`")
+        from .provenance import other_model
+
+        info = self.info
+        other = other_model(model, info.model_id, info.model_sha256)
+        if other:
+            raise SAEError(f"this SAE of {info.layer} was trained on {other}; train one for this model with "
+                           f"`mmneurons sae train`")
         channels = model.layer_info(info.layer).channels
         if channels != info.channels:
             raise SAEError(f"this SAE reads {info.channels} channels; layer '{info.layer}' of {model.model_id} "

@@ -86,12 +86,12 @@ class Facet:
 
     def check(self, model: "ClipModel") -> None:
         """Refuse a model other than the one the facet was trained on (id, and weights hash where known)."""
-        sha = model.meta.get("sha256")
-        if model.model_id != self.model_id or (self.model_sha256 and sha and sha != self.model_sha256):
-            theirs = f" (weights {self.model_sha256[:12]}...)" if self.model_sha256 else ""
-            ours = f" (weights {sha[:12]}...)" if sha else ""
-            raise FacetError(f"facet '{self.name}' was trained on {self.model_id}{theirs}, not on "
-                             f"{model.model_id}{ours}; train one for this model with `mmneurons facet train`")
+        from ..provenance import other_model
+
+        other = other_model(model, self.model_id, self.model_sha256)
+        if other:
+            raise FacetError(f"facet '{self.name}' was trained on {other}; train one for this model with "
+                             f"`mmneurons facet train`")
         channels = model.layer_info(self.layer).channels
         if channels != len(self.coef):
             raise FacetError(f"facet '{self.name}': layer '{self.layer}' has {channels} channels, "
