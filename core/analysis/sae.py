@@ -151,7 +151,11 @@ def train_sae(model: "ClipModel", source: "ImageSource", layer: str, cfg: SAETra
     epoch, start, losses = 0, 0, []
     path = Path(checkpoint) if checkpoint else None
     if path is not None and path.exists():
-        state = torch.load(path, map_location="cpu", weights_only=True)  # tensors and numbers, no code
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)  # tensors and numbers, no code
+        except Exception as exc:  # noqa: BLE001 - any unreadable file: not ours, left as it is
+            raise SAEError(f"{path} is not a checkpoint of SAE training ({type(exc).__name__}); it is left as "
+                           f"it is: remove it or give another --work folder") from None
         same = (state.get("training"), state.get("layer"), state.get("model_id")) == (asdict(cfg), layer,
                                                                                        model.model_id)
         if not same:

@@ -52,6 +52,11 @@ def test_training_resumes_to_the_same_weights(tiny_resnet, noise_images, tmp_pat
         assert torch.equal(a, b), name
     assert resumed.info.training["steps"] == whole.info.training["steps"]
     train_sae(tiny_resnet, noise_images, "layer3.0", settings, checkpoint=checkpoint, stop_after=1)
+    foreign = tmp_path / "notes.partial.pt"
+    foreign.write_text("mine")
+    with pytest.raises(SAEError, match="not a checkpoint of SAE training"):
+        train_sae(tiny_resnet, noise_images, "layer3.0", settings, checkpoint=foreign)
+    assert foreign.read_text() == "mine"
     with pytest.raises(SAEError, match="another training run"):
         train_sae(tiny_resnet, noise_images, "layer3.0", SAETraining(**{**SETTINGS, "k": 8}), checkpoint=checkpoint)
 
