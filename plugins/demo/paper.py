@@ -90,7 +90,8 @@ def facet_check(model: ClipModel, units: Sequence[str], facets: dict[str, Facet]
 
     registry = get_registry()
     params = dict(params or {})
-    plain = registry.get("mmneurons_visualizers", "channel").visualize(model, list(units), params)
+    # the faceted visualizer's frame (full, the paper's) unless params say otherwise: like for like
+    plain = registry.get("mmneurons_visualizers", "channel").visualize(model, list(units), {"window": False, **params})
     plain_pixels = torch.stack([model.pixels(v.image) for v in plain])
     faceted = registry.get("mmneurons_visualizers", "faceted")
     out: dict = {"units": list(units), "facets": {}}

@@ -1,7 +1,9 @@
 """Feature visualization on Lucent's building blocks, made right for CLIP, in Lucent's layout:
 
 - :mod:`.param`: image parameterizations (Lucid's FFT + color decorrelation, with Lucent's constants);
-- :mod:`.transform`: transformation robustness (the paper's pad / jitter / scale / rotate);
+- :mod:`.maco`: MACO's parameterization (the Fourier phase under a fixed magnitude);
+- :mod:`.window`: one instance in a centered disk (the ``channel`` visualizer's default);
+- :mod:`.transform`: transformation robustness (the paper's pad / jitter / scale / rotate, or stronger);
 - :mod:`.redirect`: ReLU gradient redirection for units inactive on the starting image;
 - :mod:`.render`: the render loop, driven by one :class:`~.render.RenderSpec`;
 - :mod:`.visualizers`: the visualizer plugins (channel, neuron, negative, direction,
@@ -14,10 +16,12 @@ that are never removed, ``cuda:0``, the whole network every step); docs/architec
 is kept from Lucent and why.
 """
 
-from .param import FFTImage
+from .maco import MacoImage
+from .param import PARAMETERIZATIONS, FFTImage
 from .redirect import redirected_relus
 from .render import Job, LayerReader, RenderSpec, read_baselines, render, resolve_precision, target_warnings
-from .transform import TRANSFORMS, paper_transform
+from .transform import TRANSFORMS, affine_transform, paper_transform
+from .window import windowed
 from .visualizers import (BASE_VISUALIZERS, COMMON_PARAMS, ChannelVisualizer, DirectionVisualizer,
                           DiversityVisualizer, LucentVisualizer, NegativeVisualizer, NeuronVisualizer,
                           TextDirectionVisualizer)
@@ -26,7 +30,8 @@ from .faceted import FacetedVisualizer, facet_objective
 VISUALIZERS = (*BASE_VISUALIZERS, FacetedVisualizer)
 
 __all__ = [
-    "COMMON_PARAMS", "ChannelVisualizer", "DirectionVisualizer", "DiversityVisualizer", "FFTImage",
+    "COMMON_PARAMS", "ChannelVisualizer", "DirectionVisualizer", "DiversityVisualizer", "FFTImage", "MacoImage",
+    "PARAMETERIZATIONS", "affine_transform", "windowed",
     "FacetedVisualizer", "Job", "LayerReader", "facet_objective",
     "LucentVisualizer", "NegativeVisualizer", "NeuronVisualizer", "RenderSpec", "TRANSFORMS",
     "TextDirectionVisualizer", "VISUALIZERS", "paper_transform", "read_baselines", "redirected_relus", "render",

@@ -58,6 +58,7 @@ class FacetedVisualizer(ChannelVisualizer):
     name = "faceted"
     description = ("A unit seen through a facet (text, drawing, face ...): the channel objective plus the paper's "
                    "facet term w^T (g * grad f), w a facet probe from `mmneurons facet train`.")
+    defaults: dict = {}  # the paper's full-frame settings, with which the facets were measured (issue 19)
     extra_params = (
         Param("facet", "str", "", help="facet file written by `mmneurons facet train` (required)"),
         Param("facet_weight", "float", DEFAULT_FACET_WEIGHT, min=0.0,

@@ -33,10 +33,12 @@ class FFTImage:
     spectrum drawn from its own seed on the CPU, so an image does not depend on its batch."""
 
     def __init__(self, n: int, size: int, channels: int, seeds: Sequence[int], device: torch.device,
-                 decorrelate: bool = True, sd: float = 0.01) -> None:
+                 decorrelate: bool = True, sd: float = 0.01, decay: float = 1.0) -> None:
         freqs = rfft2d_freqs(size, size)
         self.size, self.channels, self.decorrelate = size, channels, decorrelate
-        scale = 1.0 / np.maximum(freqs, 1.0 / size)
+        # Adam moves every coefficient at about the same rate, so this scale is each frequency's
+        # learning rate: decay 1 is Lucid's; a larger one favors large structures (a blur prior)
+        scale = 1.0 / np.maximum(freqs, 1.0 / size) ** decay
         self.scale = torch.tensor(scale, dtype=torch.float32, device=device)[None, None, ..., None]
         spectra = [torch.randn((channels,) + freqs.shape + (2,), generator=torch.Generator().manual_seed(s)) * sd
                    for s in seeds]
@@ -56,3 +58,13 @@ class FFTImage:
         if self.decorrelate and self.channels == 3:
             image = (image.permute(0, 2, 3, 1) @ self.color).permute(0, 3, 1, 2)
         return torch.sigmoid(image)
+
+
+def _maco(*args, **kwargs):
+    from .maco import MacoImage
+
+    return MacoImage(*args, **kwargs)
+
+
+#: the choices of the visualizers' ``parameterization`` parameter
+PARAMETERIZATIONS: dict[str, ParameterizationFactory] = {"fft": FFTImage, "maco": _maco}

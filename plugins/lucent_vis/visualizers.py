@@ -4,6 +4,8 @@ Lucent objective) and shares the parameters, batching and the render loop."""
 from __future__ import annotations
 
 import zlib
+from dataclasses import replace
+from functools import partial
 from typing import Any, Callable, Sequence
 
 import torch
@@ -17,7 +19,9 @@ from mmneurons.results import FeatureVis
 from mmneurons.units import Direction, Unit
 
 from .render import Job, RenderSpec, parse_thresholds, read_baselines, render, resolve_precision
+from .param import PARAMETERIZATIONS
 from .transform import TRANSFORMS
+from .window import windowed
 
 COMMON_PARAMS = (
     Param("steps", "int", 512, min=1, max=100_000, help="optimization steps"),
@@ -26,8 +30,17 @@ COMMON_PARAMS = (
     Param("batch_size", "int", 0, min=0, max=1024,
           help="images optimized together (0: auto: 32 on GPU; on CPU 16 up to 128 px, else 4)"),
     Param("thresholds", "str", "64,256,1024", help="steps at which to keep snapshots (comma-separated)"),
+    Param("parameterization", "str", "fft", choices=tuple(PARAMETERIZATIONS),
+          help="fft: Lucid's Fourier image; maco: only the Fourier phase under a natural 1/f magnitude "
+               "(it wants a larger lr, about 0.1)"),
+    Param("decay", "float", 1.0, min=0.0, max=4.0,
+          help="how fast the Fourier scale falls with frequency (Lucid: 1); higher favors large shapes over "
+               "fine texture (a blur prior)"),
     Param("transforms", "str", "clip", choices=tuple(TRANSFORMS),
-          help="transformation robustness: the paper's (pad, jitter, scale, rotate) or none"),
+          help="transformation robustness: the paper's (pad, jitter, scale, rotate), strong (wider moves) "
+               "or none"),
+    Param("window", "bool", False,
+          help="one instance: the image is free only inside a centered disk, over random colors outside"),
     Param("alpha", "bool", False, help="optimize an alpha channel over random backgrounds (transparency)"),
     Param("alpha_penalty", "float", 0.5, min=0.0, help="weight of the mean-alpha penalty"),
     Param("image_penalty", "float", 0.0, min=0.0, help="weight of mean((x - 0.5)^2) (paper: 10)"),
@@ -44,10 +57,14 @@ class LucentVisualizer(Visualizer):
     """Shared work: validate, split targets into batches, render each batch."""
 
     extra_params: Sequence[Param] = ()
+    #: this visualizer's own defaults for common parameters
+    defaults: dict[str, Any] = {}
 
     @property
     def params(self) -> Sequence[Param]:  # type: ignore[override]
-        return tuple(self.extra_params) + COMMON_PARAMS
+        common = tuple(replace(p, default=self.defaults[p.name]) if p.name in self.defaults else p
+                       for p in COMMON_PARAMS)
+        return tuple(self.extra_params) + common
 
     def jobs(self, model: ClipModel, targets: Sequence[Any], values: dict) -> list[Job]:
         raise TypeError(f"{type(self).__name__} must define jobs()")
@@ -66,7 +83,7 @@ class LucentVisualizer(Visualizer):
                           thresholds=parse_thresholds(values["thresholds"]), alpha=values["alpha"],
                           alpha_penalty=values["alpha_penalty"], image_penalty=values["image_penalty"],
                           precision=values["precision"], redirect_steps=values["redirect_steps"],
-                          transform=TRANSFORMS[values["transforms"]],
+                          transform=TRANSFORMS[values["transforms"]], parameterization=parameterization(values),
                           extra_objective=self.group_objective(jobs, values), method=self.name, params=dict(values))
 
     def visualize(self, model: ClipModel, units: Sequence[Any], params: dict | None = None,
@@ -99,13 +116,21 @@ class LucentVisualizer(Visualizer):
         return 16 if model is None or model.image_size <= 128 else 4
 
 
+def parameterization(values: dict):
+    """The parameterization the values choose (``window`` wraps it in the centered disk)."""
+    chosen = partial(PARAMETERIZATIONS[values["parameterization"]], decay=values["decay"])
+    return windowed(chosen) if values["window"] else chosen
+
+
 def _units(model: ClipModel, items: Sequence[Any]) -> list[Unit]:
     return [Unit.parse(item).validate(model) for item in items]
 
 
 class ChannelVisualizer(LucentVisualizer):
     name = "channel"
-    description = "Maximize a channel's spatially averaged activation (Lucent's channel objective)."
+    description = ("Maximize a channel's spatially averaged activation (Lucent's channel objective); by default "
+                   "one instance in a centered disk (docs/benchmarks.md: recognized more often than a full frame)")
+    defaults = {"window": True}
 
     def jobs(self, model, targets, values):
         jobs = []

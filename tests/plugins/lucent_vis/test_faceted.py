@@ -28,8 +28,9 @@ def facet_files(tmp_path_factory, demo):
 def test_the_facet_moves_renders_toward_it_and_keeps_the_unit_active(registry, demo, facet_files):
     form = "text"  # every facet takes the same path; docs/paper.md measures all three on 31 units
     facet, path = facet_files[form]
-    plain = vis(registry, "channel").visualize(demo, UNITS, SETTINGS)
+    plain = vis(registry, "channel").visualize(demo, UNITS, {**SETTINGS, "window": False})  # faceted's frame
     faceted = vis(registry, "faceted").visualize(demo, UNITS, {**SETTINGS, "facet": str(path)})
+    assert faceted[0].params["window"] is False
     assert [r.of for r in faceted] == UNITS and faceted[0].target == f"{UNITS[0]} [{form}]"
     assert faceted[0].params["facet"] == str(path) and faceted[0].method == "faceted"
 

@@ -23,9 +23,11 @@ from .common import ACTIVE_ON_GRAY, FAST, STAR_UNIT, ZERO_ON_GRAY_AND_NOISE, hoo
     ("direction", "DIRECTION"),
 ])
 def test_each_objective_raises_its_target_far_beyond_gray_and_noise(registry, demo, name, targets):
+    """Each objective on the full frame (the channel default's window, at this bar, is
+    test_candidates.py's)."""
     if targets == "DIRECTION":
         targets = [Direction("layer4.0", np.random.default_rng(0).normal(size=512))]
-    for res in vis(registry, name).visualize(demo, targets, FAST):
+    for res in vis(registry, name).visualize(demo, targets, {**FAST, "window": False}):
         assert isinstance(res, FeatureVis) and res.image.size == (64, 64)
         baseline = max(res.activation_gray, res.activation_noise, 0.0)
         assert res.activation > 3 * baseline + 0.5, (res.target, res.activation, baseline)
