@@ -251,12 +251,16 @@ class ClipModel:
         only the class token of its last block, whose patch tokens get zero gradient, so there it is
         the block before.
         """
-        branches = {n for n, m in self.visual.named_modules() if getattr(m, "is_sae_branch", False)}
-        blocks = [info.name for info in self.layers() if (info.shape[1] > 1 or info.shape[2] > 1)
-                  and ".mlp." not in info.name and info.name not in branches]
+        blocks = self.block_layers()
         if self.kind == "vit" and len(blocks) > 2:
             return blocks[-2]
         return blocks[-1]
+
+    def block_layers(self) -> list[str]:
+        """The tower's blocks with a spatial map, in forward order (no MLP hidden layers, no SAEs)."""
+        branches = {n for n, m in self.visual.named_modules() if getattr(m, "is_sae_branch", False)}
+        return [info.name for info in self.layers() if (info.shape[1] > 1 or info.shape[2] > 1)
+                and ".mlp." not in info.name and info.name not in branches]
 
     def resolve_layer(self, name: str) -> str:
         """``"auto"`` -> :meth:`default_layer`; any other name is checked to exist."""

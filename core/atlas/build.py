@@ -49,8 +49,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..registry import PluginRegistry
 
 #: bump a stage's version when what it stores changes; stored values record it
-STAGE_VERSIONS = {"examples": 1, "vis": 1}
-CORE_STAGES = ("examples", "vis")
+STAGE_VERSIONS = {"examples": 1, "vis": 1, "path": 1}
+CORE_STAGES = ("examples", "vis", "path")
+#: reference images of the path check (a seeded sample of the source)
+PATH_REFERENCE = 64
 SCAN_CHECKPOINT = "scan.partial.pt"
 
 #: ``stage_progress(name) -> context manager yielding a Progress callback``
@@ -386,6 +388,72 @@ class Builder:
             with transaction(self.conn):
                 self.mark(layer, "vis", "done", params, version)
         return {"units": rendered}
+
+    def stage_path(self) -> dict:
+        import torch
+        from PIL import Image
+
+        from ..analysis.render_check import PathBaseline, path_layers
+        from ..images import to_pixels
+
+        version = f"{__version__}/{STAGE_VERSIONS['path']}"
+        size = self.model.image_size
+        scored = 0
+        for layer in self.options.layers:
+            # the scores belong to the renders and examples stored now: other ones, other scores
+            made_from = {stage: [params, state] for stage, params, state in self.conn.execute(
+                "SELECT stage, params, state FROM stages WHERE layer = ? AND stage IN ('vis', 'examples')", (layer,))}
+            params = {"reference": PATH_REFERENCE, "seed": 0, "from": made_from}
+            if self.stage_state(layer, "path", params, version) == "done":
+                continue
+            try:
+                layers = path_layers(self.model, layer)
+            except ValueError as exc:
+                layers, why = [], str(exc)
+            else:
+                why = f"no layer before {layer}"
+            if not layers:
+                with transaction(self.conn):
+                    self.mark(layer, "path", "skipped", params, version, note=why)
+                continue
+            stored = {stage: dict(self.conn.execute(
+                "SELECT channel, data FROM unit_values WHERE layer = ? AND stage = ?", (layer, stage)).fetchall())
+                for stage in ("vis", "examples")}
+            done = self.done_units(layer, "path")
+            todo = [c for c in sorted(set(stored["vis"]) & set(stored["examples"])) if c not in done]
+            with transaction(self.conn):
+                self.mark(layer, "path", "partial", params, version)
+            sample = np.random.default_rng(params["seed"]).choice(
+                len(self.source), min(PATH_REFERENCE, len(self.source)), replace=False)
+            reference = []
+            for i in sorted(int(i) for i in sample):
+                try:
+                    reference.append(self.model.pixels(self.source.load(i)))
+                except ImageLoadError:
+                    continue
+            baseline = PathBaseline(self.model, torch.stack(reference), layers)
+
+            def pixels(digest: str) -> torch.Tensor:
+                return to_pixels(Image.open(store.file_path(self.folder, digest, ".png")), size)
+
+            with self.stage_progress(f"path: {layer}") as progress:
+                for start in range(0, len(todo), 64):
+                    values = {}
+                    for c in todo[start:start + 64]:
+                        vis, examples = json.loads(stored["vis"][c]), json.loads(stored["examples"][c])
+                        top = [row["file"] for row in examples.get("top") or [] if row.get("file")]
+                        if top:
+                            [score] = baseline.scores(self.model, pixels(vis["file"])[None],
+                                                      torch.stack([pixels(d) for d in top]))
+                            values[c] = {"score": score.score, "layers": score.per_layer, "warning": score.warning}
+                    with transaction(self.conn):
+                        self.write_units(layer, "path", values, [])
+                    scored += len(values)
+                    progress(min(start + 64, len(todo)), len(todo), "units")
+            with transaction(self.conn):
+                self.mark(layer, "path", "done", params, version,
+                          note=f"{len(reference)} reference images; layers {', '.join(layers)}")
+        return {"units": scored}
 
     def stage_probe(self, name: str) -> dict:
         """One probe on every layer not done yet, in one call (a probe may serve them from one pass)."""

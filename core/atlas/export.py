@@ -24,7 +24,7 @@ STYLE = """body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}a{color
 table{border-collapse:collapse}td,th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:left}
 th{cursor:pointer;background:#f3f4f6}img.vis{width:96px;height:96px;image-rendering:auto}
 .examples img{width:96px;height:96px;margin:2px}.examples figure{display:inline-block;margin:3px;font-size:11px}
-.big{width:224px;height:224px}.note{color:#666;font-size:12px}nav{margin-bottom:1em}"""
+.big{width:224px;height:224px}.note{color:#666;font-size:12px}.warn{color:#a15c00;font-size:12px}nav{margin-bottom:1em}"""
 
 FILTER_SCRIPT = """const q=document.getElementById('q');q.addEventListener('input',()=>{const t=q.value.toLowerCase();
 let n=0;document.querySelectorAll('tbody tr').forEach(r=>{const show=!t||r.textContent.toLowerCase().includes(t);
@@ -150,6 +150,12 @@ class Exporter:
             parts.append(f"<h2>Feature visualization</h2><img class='big' src='{self.file(v['vis']['file'], 1)}' "
                          f"alt='visualization'><p class='note'>activation {v['vis'].get('activation') or 0:.3g} "
                          f"(gray {v['vis'].get('gray') or 0:.3g}, noise {v['vis'].get('noise') or 0:.3g})</p>")
+            path = v.get("path")
+            if path:
+                from ..analysis.render_check import PATH_HELP
+
+                warn = f"<p class='warn'>{html.escape(path['warning'])}</p>" if path.get("warning") else ""
+                parts.append(f"<p class='note'>path check {path['score']:.2f}: {html.escape(PATH_HELP)}</p>{warn}")
             samples = "".join(f"<img src='{self.file(d, 1)}' alt='diversity sample'>"
                               for d in v["vis"].get("samples") or [])
             if samples:

@@ -19,6 +19,7 @@ from typing import Any
 
 import streamlit as st
 
+from mmneurons.analysis.render_check import PATH_HELP
 from mmneurons.atlas import Atlas, AtlasError, BuildOptions, build_atlas, weights_hash
 from mmneurons.models import ClipModel
 
@@ -194,6 +195,11 @@ def unit_panel(book: Atlas, unit: str) -> None:
                 st.image([file_image(book, d, 96) for d in vis["samples"]])
             for warning in vis.get("warnings") or []:
                 st.caption(warning)
+            path = v.get("path")
+            if path:
+                st.caption(f"path check {fmt(path['score'])}: {PATH_HELP}")
+                if path.get("warning"):
+                    st.warning(path["warning"])
     with right:
         label = (v.get("neuron_label") or {}).get("labels")
         if label:

@@ -225,7 +225,8 @@ def test_reference_atlas_holds_every_unit_of_every_stage(reference_atlas):
         assert [layer.name for layer in book.layers()] == list(LAYERS)
         for layer in book.layers():
             assert book.counts(layer.name) == {s: layer.channels for s in
-                                               ("examples", "modality", "neuron_label", "rendered_words", "vis")}
+                                               ("examples", "modality", "neuron_label", "path", "rendered_words",
+                                                "vis")}
             assert {s.state for s in layer.stages().values()} == {"done"}
         unit = book.unit("layer2.0:5")
         assert len(unit.values["examples"]["top"]) == 3 and len(unit.values["examples"]["bottom"]) == 3
@@ -234,6 +235,10 @@ def test_reference_atlas_holds_every_unit_of_every_stage(reference_atlas):
         assert min(tops) >= max(e["activation"] for e in unit.values["examples"]["bottom"])
         assert book.maps("layer2.0:5").shape == (3, 8, 8)
         assert book.file(unit.values["vis"]["file"]).read_bytes()[:4] == b"\x89PNG"
+        path = unit.values["path"]       # the render's path check against its top examples
+        assert 0.0 <= path["score"] <= 1.0 and list(path["layers"]) == ["act3", "layer1.0"]
+        assert bool(path["warning"]) == (path["score"] < 0.5)
+        assert "64 reference images" in book.layer("layer2.0").stages()["path"].note
         profile = unit.values["modality"]["ranking"]["profile"]
         assert profile["modalities"] == ["drawing", "photo", "text"] and len(profile["means"][0]) == 12
 

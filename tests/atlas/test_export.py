@@ -50,6 +50,10 @@ def test_every_page_link_and_image_of_the_site_works_from_disk(site, browser, re
     assert len(seen) == 1 + len(layers) + units         # index, layer indexes, one page per unit
     assert images >= units * (1 + 3 + 3) * 1                   # each unit page: visualization, top, bottom
     page.close()
+    with Atlas.open(reference_atlas) as book:                  # each render's path check, next to it
+        path = book.unit("layer2.0:5").values["path"]
+    text = (site / "layer2.0" / "5.html").read_text()
+    assert f"path check {path['score']:.2f}:" in text and ("class='warn'" in text) == bool(path["warning"])
 
 
 def test_the_layer_index_sorts_by_a_column(site, browser, reference_atlas):

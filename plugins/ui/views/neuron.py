@@ -3,6 +3,7 @@
 import streamlit as st
 
 from mmneurons.plugins.ui import atlas_panels, panels, state, widgets
+from mmneurons.plugins.ui.path_check import path_check_panel
 
 st.title("Neuron")
 model = widgets.model_picker()
@@ -40,10 +41,11 @@ if not visualizers:
     st.info("No feature visualization plugin is installed.")
 for tab, vis in zip(st.tabs([v.name for v in visualizers]) if visualizers else [], visualizers):
     with tab:
-        panels.plugin_panel(vis, model, unit, lambda params, progress, vis=vis: vis.visualize(model, [unit], params,
-                                                                                             progress),
-                            key=f"neuron.vis.{vis.name}", columns=4, run_label="Render",
-                            store=store if vis.name in featured else None)
+        rendered = panels.plugin_panel(vis, model, unit, lambda params, progress, vis=vis: vis.visualize(
+            model, [unit], params, progress), key=f"neuron.vis.{vis.name}", columns=4, run_label="Render",
+            store=store if vis.name in featured else None)
+        if rendered:
+            path_check_panel(model, unit, rendered, source, source_key, key=f"neuron.vis.{vis.name}")
 
 st.markdown("#### Probes")
 probes = sorted((p for p in panels.usable(registry.probes(), model) if p.accepts("unit")),

@@ -136,6 +136,13 @@ def test_feature_visualization_renders_from_the_page(app):
     button(app, "Render channel").click().run()
     ok(app)
     assert any(c.value.startswith("activation ") for c in app.caption)
+    # the render's path check against the unit's top images in the page's source, on a click
+    button(app, "Check the render's path").click().run()
+    ok(app)
+    [check] = [c.value for c in app.caption if c.value.startswith("path check ")]
+    score = float(check.split()[2])
+    assert 0.0 <= score <= 1.0 and "layer3.0" in check
+    assert bool([w for w in app.warning if "path score" in w.value]) == (score < 0.5)
 
 
 def test_unknown_or_offline_model_is_a_message_not_a_trace(app):
