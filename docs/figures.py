@@ -1,5 +1,5 @@
 """Make the README's figures from the embedded demo model: `uv run python docs/figures.py`
-(or `... docs/figures.py facets` / `... docs/figures.py sae` for one of them)."""
+(or `... docs/figures.py featurevis|facets|sae` for one of them)."""
 
 from __future__ import annotations
 
@@ -85,12 +85,15 @@ def sae() -> None:
 
 
 def main() -> None:
-    if sys.argv[1:] == ["facets"]:
-        facets()
-        return
-    if sys.argv[1:] == ["sae"]:
-        sae()
-        return
+    figures = {"featurevis": featurevis, "facets": facets, "sae": sae}
+    for name in sys.argv[1:] or figures:
+        figures[name]()
+
+
+def featurevis() -> None:
+    """Channel visualizations with the default parameters, one multimodal unit per concept, each
+    with the concept of its manifest entry and its path score against the demo's images, and the
+    text direction of "a star"."""
     model = load_model("demo:shapes")
     manifest = model.meta
     candidates = [(concept, c) for c, concept in manifest["evaluation"]["multimodal"]["units"]]
@@ -107,16 +110,20 @@ def main() -> None:
     failed = [r.target for r in rendered if r.activation <= max(r.activation_gray, r.activation_noise)]
     chosen, results = chosen[:6], results[:6]
     text = get_registry().get("mmneurons_visualizers", "text_direction").visualize(model, ["a star"], {"steps": 512})
-    tiles = [(r.image, f"{concept} (unit {c})") for (concept, c), r in zip(chosen, results)]
+    from mmneurons.analysis.render_check import check_against_source
+
+    shapes = get_registry().get("mmneurons_image_sources", "demo_shapes").create()
+    paths = [check_against_source(model, r.target, [r.image], shapes)[0].score for r in results]
+    tiles = [(r.image, f"{concept} ({c}) path {p:.2f}") for (concept, c), r, p in zip(chosen, results, paths)]
     tiles.append((text[0].image, 'text: "a star"'))
     (HERE / "img").mkdir(exist_ok=True)
     sheet_of(tiles).save(HERE / "img" / "featurevis.png")
     (HERE / "img" / "featurevis.json").write_text(json.dumps(
-        {"shown": [{"target": r.target, "activation": r.activation, "gray": r.activation_gray} for r in results + text],
+        {"params": rendered[0].params,
+         "shown": [{"target": r.target, "activation": r.activation, "gray": r.activation_gray, "path_score": p}
+                   for r, p in zip(results + text, paths + [None])],
          "renders_below_gray_or_noise": failed, "candidates": len(rendered)}, indent=1))
     print("wrote", HERE / "img" / "featurevis.png")
-    facets()
-    sae()
 
 
 if __name__ == "__main__":
