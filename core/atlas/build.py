@@ -431,6 +431,11 @@ class Builder:
                     reference.append(self.model.pixels(self.source.load(i)))
                 except ImageLoadError:
                     continue
+            if len(reference) < 2:
+                with transaction(self.conn):
+                    self.mark(layer, "path", "skipped", params, version,
+                              note=f"{len(reference)} readable reference image(s); the check needs 2")
+                continue
             baseline = PathBaseline(self.model, torch.stack(reference), layers)
 
             def pixels(digest: str) -> torch.Tensor:

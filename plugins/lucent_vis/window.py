@@ -31,7 +31,6 @@ class WindowedImage:
     def __init__(self, base, size: int, seeds: Sequence[int], device: torch.device) -> None:
         self.base, self.mask = base, disk(size, device)
         self.gens = [torch.Generator().manual_seed(s + 3) for s in seeds]
-        self.training = True
 
     def parameters(self) -> list[torch.Tensor]:
         return self.base.parameters()
