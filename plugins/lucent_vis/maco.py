@@ -14,8 +14,9 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from lucent.optvis.param.color import color_correlation_normalized
 from lucent.optvis.param.spatial import rfft2d_freqs
+
+from .param import FourierImage
 
 #: twice the spread of each image's pixels before the sigmoid: the magnitude fixes the shape of the
 #: spectrum, this its contrast (1.6 kept renders near gray and targets low: docs/benchmarks.md)
@@ -38,32 +39,26 @@ def magnitude_of(images: torch.Tensor) -> torch.Tensor:
     return spectrum.abs().mean(dim=0)
 
 
-class MacoImage:
+class MacoImage(FourierImage):
     """A batch of images as Fourier phases under a fixed magnitude, then color decorrelation and a
-    sigmoid (the same color space and range as :class:`~.param.FFTImage`). Each image's phases are
-    drawn from its own seed on the CPU, so an image does not depend on its batch."""
+    sigmoid (the same color space and range as :class:`~.param.FFTImage`)."""
 
     def __init__(self, n: int, size: int, channels: int, seeds: Sequence[int], device: torch.device,
                  decorrelate: bool = True, decay: float = 1.0, spectrum: torch.Tensor | None = None) -> None:
-        self.size, self.channels, self.decorrelate = size, channels, decorrelate
+        super().__init__(size, channels, device, decorrelate)
         magnitude = spectrum if spectrum is not None else power_law(size, decay).expand(channels, -1, -1)
         if magnitude.shape != (channels, size, size // 2 + 1):
             raise ValueError(f"MACO: a magnitude of shape {tuple(magnitude.shape)} does not fit "
                              f"{channels} channels of {size} px")
         self.magnitude = magnitude.to(device)[None]
-        phases = [torch.rand((channels, size, size // 2 + 1), generator=torch.Generator().manual_seed(s)) * 2 * np.pi
-                  - np.pi for s in seeds]
-        self.phase = torch.stack(phases).to(device).requires_grad_(True)
-        self.color = torch.tensor(color_correlation_normalized.T, device=device)
+        self.param = self.seeded((channels, size, size // 2 + 1), seeds,
+                                 lambda shape, generator: torch.rand(shape, generator=generator) * 2 * np.pi - np.pi)
 
-    def parameters(self) -> list[torch.Tensor]:
-        return [self.phase]
+    @property
+    def phase(self) -> torch.Tensor:
+        return self.param
 
-    def __call__(self) -> torch.Tensor:
-        with torch.autocast(self.magnitude.device.type, enabled=False):
-            spectrum = torch.polar(self.magnitude.expand_as(self.phase), self.phase)
-            image = torch.fft.irfft2(spectrum, s=(self.size, self.size), norm="ortho")
-            image = image / image.flatten(1).std(dim=1).clamp_min(1e-8)[:, None, None, None] * PIXEL_SCALE / 2
-            if self.decorrelate and self.channels == 3:
-                image = (image.permute(0, 2, 3, 1) @ self.color).permute(0, 3, 1, 2)
-            return torch.sigmoid(image)
+    def _image(self) -> torch.Tensor:
+        spectrum = torch.polar(self.magnitude.expand_as(self.param), self.param)
+        image = torch.fft.irfft2(spectrum, s=(self.size, self.size), norm="ortho")
+        return image / image.flatten(1).std(dim=1).clamp_min(1e-8)[:, None, None, None] * PIXEL_SCALE / 2

@@ -27,38 +27,54 @@ class ParameterizationFactory(Protocol):
                  decorrelate: bool = True) -> Parameterization: ...
 
 
-class FFTImage:
+class FourierImage:
+    """What Fourier parameterizations share: one random tensor per image from its own seed on the
+    CPU (so an image does not depend on its batch), float32 evaluation, then decorrelated colors
+    and a sigmoid. A subclass sets ``self.param`` and defines ``_image()`` (before the colors)."""
+
+    param: torch.Tensor
+
+    def __init__(self, size: int, channels: int, device: torch.device, decorrelate: bool) -> None:
+        self.size, self.channels, self.decorrelate, self.device = size, channels, decorrelate, device
+        self.color = torch.tensor(color_correlation_normalized.T, device=device)
+
+    def seeded(self, shape: tuple[int, ...], seeds: Sequence[int], draw=torch.randn) -> torch.Tensor:
+        """``[len(seeds), *shape]``: each image's draw from its own seed, as the parameter to optimize."""
+        return torch.stack([draw(shape, generator=torch.Generator().manual_seed(s)) for s in seeds]).to(
+            self.device).requires_grad_(True)
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [self.param]
+
+    def _image(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self) -> torch.Tensor:
+        with torch.autocast(self.device.type, enabled=False):
+            image = self._image()
+            if self.decorrelate and self.channels == 3:
+                image = (image.permute(0, 2, 3, 1) @ self.color).permute(0, 3, 1, 2)
+            return torch.sigmoid(image)
+
+
+class FFTImage(FourierImage):
     """A batch of images as scaled Fourier spectra, decorrelated colors and a sigmoid (Lucid's
-    parameterization, with Lucent's spectrum scaling and color-correlation constants), each image's
-    spectrum drawn from its own seed on the CPU, so an image does not depend on its batch."""
+    parameterization, with Lucent's spectrum scaling and color-correlation constants)."""
 
     def __init__(self, n: int, size: int, channels: int, seeds: Sequence[int], device: torch.device,
                  decorrelate: bool = True, sd: float = 0.01, decay: float = 1.0) -> None:
+        super().__init__(size, channels, device, decorrelate)
         freqs = rfft2d_freqs(size, size)
-        self.size, self.channels, self.decorrelate = size, channels, decorrelate
         # Adam moves every coefficient at about the same rate, so this scale is each frequency's
         # learning rate: decay 1 is Lucid's; a larger one favors large structures (a blur prior)
         scale = 1.0 / np.maximum(freqs, 1.0 / size) ** decay
         self.scale = torch.tensor(scale, dtype=torch.float32, device=device)[None, None, ..., None]
-        spectra = [torch.randn((channels,) + freqs.shape + (2,), generator=torch.Generator().manual_seed(s)) * sd
-                   for s in seeds]
-        self.spectrum = torch.stack(spectra).to(device).requires_grad_(True)
-        self.color = torch.tensor(color_correlation_normalized.T, device=device)
-
-    def parameters(self) -> list[torch.Tensor]:
-        return [self.spectrum]
-
-    def __call__(self) -> torch.Tensor:
-        with torch.autocast(self.scale.device.type, enabled=False):
-            return self._image()
+        self.param = self.seeded((channels,) + freqs.shape + (2,), seeds, lambda shape, generator: torch.randn(
+            shape, generator=generator) * sd)
 
     def _image(self) -> torch.Tensor:
-        spectrum = torch.view_as_complex(self.scale * self.spectrum)
-        image = torch.fft.irfftn(spectrum, s=(self.size, self.size), norm="ortho")[:, :, :self.size, :self.size] / 4.0
-        if self.decorrelate and self.channels == 3:
-            image = (image.permute(0, 2, 3, 1) @ self.color).permute(0, 3, 1, 2)
-        return torch.sigmoid(image)
-
+        spectrum = torch.view_as_complex(self.scale * self.param)
+        return torch.fft.irfftn(spectrum, s=(self.size, self.size), norm="ortho")[:, :, :self.size, :self.size] / 4.0
 
 def _maco(*args, **kwargs):
     from .maco import MacoImage
