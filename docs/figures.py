@@ -56,16 +56,14 @@ def facets() -> None:
 
 def sae() -> None:
     """The most multimodal feature of the SAE the demo ships for layer4.0: its visualization (512
-    steps without the robustness transforms: with them this feature's code stays at 0, see
-    docs/benchmarks.md), its top dataset examples and its activation per concept and form."""
+    steps, default parameters), its top dataset examples and its activation per concept and form."""
     model = load_model("demo:shapes")
     registry = get_registry()
     shapes = registry.get("mmneurons_image_sources", "demo_shapes").create()
     ranking = registry.get("mmneurons_probes", "modality").run(model, "layer4.0.sae", shapes, {}).table("ranking")
     best = ranking[0]
     unit = best["unit"]
-    [vis] = registry.get("mmneurons_visualizers", "channel").visualize(model, [unit], {"steps": 512,
-                                                                                      "transforms": "none"})
+    [vis] = registry.get("mmneurons_visualizers", "channel").visualize(model, [unit], {"steps": 512})
     examples = registry.get("mmneurons_probes", "dataset_examples").run(model, unit, shapes, {"k": 4})
     chart = registry.get("mmneurons_probes", "modality").run(model, unit, shapes, {}).images[0]
     top = [row["image"] for row in examples.table("top")][:4]        # ids: form/concept/index
