@@ -3,6 +3,7 @@ stages rebuilt when their parameters change, the atlas's identity kept."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -164,7 +165,7 @@ def test_a_folder_of_other_files_is_never_written(tmp_path, tiny_resnet, registr
 
 def test_unknown_stages_are_named(tmp_path, tiny_resnet, registry):
     images = source()
-    known = "stages: examples, vis, ablation, concept_decomposition, modality"
+    known = "stages: examples, vis, path, ablation, concept_decomposition, modality"
     with pytest.raises(AtlasError, match=f"unknown atlas stage.*colour.*{known}"):
         build_atlas(tiny_resnet, tmp_path / "a", images, images.describe(),
                     BuildOptions(layers=["layer1.0"], without=["colour"]), registry=registry)
@@ -300,3 +301,29 @@ def test_an_sae_layer_is_built_like_any_layer(tiny_resnet, tmp_path, registry):
         stored = book.unit(f"{name}:3").values
     assert (layer.name, layer.channels, len(rows)) == (name, 24, 24)
     assert {"examples", "vis", "modality", "neuron_label", "rendered_words"} <= set(stored)
+
+
+def test_the_path_stage_follows_the_renders_and_says_when_it_cannot_run(tmp_path, tiny_resnet, registry):
+    images = source()
+
+    def build(seed: int) -> None:
+        build_atlas(tiny_resnet, tmp_path / "a", images, images.describe(),
+                    BuildOptions(layers=["act3", "layer1.0"], stages=["examples", "vis", "path"], k=2,
+                                 vis_params={"steps": 2, "seed": seed}, vis_batch=64, batch_size=16),
+                    registry=registry)
+
+    build(0)
+    with Atlas.open(tmp_path / "a") as book:
+        skipped = book.stages("act3")["path"]
+        assert skipped.state == "skipped" and "no layer before act3" in skipped.note
+        assert list(book.unit("layer1.0:3").values["path"]["layers"]) == ["act3"]
+        first = book.stages("layer1.0")["path"]
+    build(0)  # nothing new: the scores stay those of the first build
+    with Atlas.open(tmp_path / "a") as book:
+        assert book.stages("layer1.0")["path"].build == first.build
+    build(1)  # other renders: the scores are computed again, from the new images
+    with Atlas.open(tmp_path / "a") as book:
+        again = book.stages("layer1.0")["path"]
+        assert again.build > first.build and again.state == "done"
+        assert json.loads(again.params["from"]["vis"][0])["seed"] == 1
+        assert book.counts("layer1.0")["path"] == tiny_resnet.layer_info("layer1.0").channels
