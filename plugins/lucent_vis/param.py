@@ -76,6 +76,7 @@ class FFTImage(FourierImage):
         spectrum = torch.view_as_complex(self.scale * self.param)
         return torch.fft.irfftn(spectrum, s=(self.size, self.size), norm="ortho")[:, :, :self.size, :self.size] / 4.0
 
+
 def _maco(*args, **kwargs):
     from .maco import MacoImage
 

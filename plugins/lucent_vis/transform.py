@@ -44,7 +44,7 @@ def affine_transform(scale: tuple[float, float], degrees: float, jitter: float, 
 #: the paper's reference transforms: pad 2 / jitter 4 / scale 0.67-1.03 / rotate +-20 / jitter 2
 paper_transform = affine_transform(scale=(0.67, 1.03), degrees=20, jitter=2)
 #: wider moves against tiling: a pattern that only works at one scale and place cannot survive
-#: scale 0.5-1.15, rotation +-30 and jitter 8
+#: scale 0.5-1.15, rotation +-30 and a shift of up to 6 px (4 then 2) after padding 4
 strong_transform = affine_transform(scale=(0.5, 1.15), degrees=30, jitter=4, pad=4)
 
 
