@@ -284,7 +284,7 @@ def train(settings: JudgeSettings | None = None, log=print) -> Judge:
     else:
         x, y, _ = dataset(settings.per_cell, settings.seed)
         data.parent.mkdir(parents=True, exist_ok=True)
-        torch.save((x.mul(255).round().to(torch.uint8), y), data)
+        _save((x.mul(255).round().to(torch.uint8), y), data)
     x = x.float() / 255 if x.dtype == torch.uint8 else x
     log(f"judge: generated {len(x)} images in {time.perf_counter() - t0:.0f} s")
     model = Judge(settings.width)
@@ -321,10 +321,15 @@ def load(settings: JudgeSettings | None = None, log=print) -> Judge:
         return model.eval()
     model = train(settings, log)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(model.state_dict(), tmp)
-    tmp.replace(path)
+    _save(model.state_dict(), path)
     return model
+
+
+def _save(obj, path: Path) -> None:
+    """Written whole or not at all: a run stopped midway leaves no half file to load next time."""
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
 
 
 @torch.no_grad()
