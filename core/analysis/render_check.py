@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from mmneurons.models import ClipModel
 
 __all__ = ["PATH_HELP", "WARN_BELOW", "PathBaseline", "PathScore", "check_against_source", "path_layers",
-           "path_scores", "path_vectors"]
+           "path_scores", "path_vectors", "reference_pixels", "source_pixels"]
 
 #: a path score under this (the median reference image) gets a warning
 WARN_BELOW = 0.5
@@ -65,13 +65,14 @@ def path_vectors(model: "ClipModel", pixels: torch.Tensor, layers: Sequence[str]
                  batch_size: int = 64) -> dict[str, torch.Tensor]:
     """``{layer: [B, C]}``: each image's spatially averaged channels at ``layers`` (float32)."""
     from mmneurons.activations import capture_layers
+    from mmneurons.capture import reduce_spatial
 
     out: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
     with torch.inference_mode(), model.lock:
         for start in range(0, len(pixels), batch_size):
             acts = capture_layers(model, pixels[start:start + batch_size].float(), list(layers))
             for name in layers:
-                out[name].append(acts[name].float().mean(dim=(2, 3)).cpu())
+                out[name].append(reduce_spatial(acts[name].float(), "mean").cpu())
     return {name: torch.cat(parts) for name, parts in out.items()}
 
 
@@ -106,6 +107,28 @@ class PathBaseline:
         return results
 
 
+def source_pixels(model: "ClipModel", source: "ImageSource", indices: Sequence[int]) -> torch.Tensor:
+    """``[n, 3, S, S]`` pixels of the readable images among ``indices`` (unreadable ones are left out)."""
+    from mmneurons.errors import ImageLoadError
+
+    loaded = []
+    for i in indices:
+        try:
+            loaded.append(model.pixels(source.load(int(i))))
+        except ImageLoadError:
+            continue
+    size = model.image_size
+    return torch.stack(loaded) if loaded else torch.empty(0, 3, size, size)
+
+
+def reference_pixels(model: "ClipModel", source: "ImageSource", n: int, seed: int = 0) -> torch.Tensor:
+    """The readable images of a seeded sample of ``n`` of the source: the path check's reference."""
+    import numpy as np
+
+    sample = np.random.default_rng(seed).choice(len(source), min(n, len(source)), replace=False)
+    return source_pixels(model, source, sorted(int(i) for i in sample))
+
+
 def _warning(score: float, layers: dict[str, float]) -> str:
     if score >= WARN_BELOW:
         return ""
@@ -126,10 +149,7 @@ def check_against_source(model: "ClipModel", unit: str, renders: "Sequence[Image
                          progress: "Progress | None" = None) -> list[PathScore]:
     """The path check of renders of ``unit`` against an image source: its top ``k`` images there (one
     scan) and a seeded sample of ``reference`` of them."""
-    import numpy as np
-
     from mmneurons.activations import scan_top_k
-    from mmneurons.errors import ImageLoadError
     from mmneurons.kinds import no_progress
     from mmneurons.units import Unit
 
@@ -138,17 +158,6 @@ def check_against_source(model: "ClipModel", unit: str, renders: "Sequence[Image
     if not layers:
         raise ValueError(f"{unit}: no layer before {target.layer} to compare a path at")
     scan = scan_top_k(model, source, target.layer, k, progress=progress or no_progress)
-
-    def pixels(indices) -> torch.Tensor:
-        loaded = []
-        for i in indices:
-            try:
-                loaded.append(model.pixels(source.load(int(i))))
-            except ImageLoadError:
-                continue
-        return torch.stack(loaded)
-
-    sample = np.random.default_rng(seed).choice(len(source), min(reference, len(source)), replace=False)
     renders_px = torch.stack([model.pixels(image.convert("RGB")) for image in renders])
-    return PathBaseline(model, pixels(sorted(sample)), layers).scores(
-        model, renders_px, pixels(scan.top_indices[target.channel].tolist()))
+    return PathBaseline(model, reference_pixels(model, source, reference, seed), layers).scores(
+        model, renders_px, source_pixels(model, source, scan.top_indices[target.channel].tolist()))

@@ -393,7 +393,7 @@ class Builder:
         import torch
         from PIL import Image
 
-        from ..analysis.render_check import PathBaseline, path_layers
+        from ..analysis.render_check import PathBaseline, path_layers, reference_pixels
         from ..images import to_pixels
 
         version = f"{__version__}/{STAGE_VERSIONS['path']}"
@@ -423,20 +423,13 @@ class Builder:
             todo = [c for c in sorted(set(stored["vis"]) & set(stored["examples"])) if c not in done]
             with transaction(self.conn):
                 self.mark(layer, "path", "partial", params, version)
-            sample = np.random.default_rng(params["seed"]).choice(
-                len(self.source), min(PATH_REFERENCE, len(self.source)), replace=False)
-            reference = []
-            for i in sorted(int(i) for i in sample):
-                try:
-                    reference.append(self.model.pixels(self.source.load(i)))
-                except ImageLoadError:
-                    continue
+            reference = reference_pixels(self.model, self.source, PATH_REFERENCE, params["seed"])
             if len(reference) < 2:
                 with transaction(self.conn):
                     self.mark(layer, "path", "skipped", params, version,
                               note=f"{len(reference)} readable reference image(s); the check needs 2")
                 continue
-            baseline = PathBaseline(self.model, torch.stack(reference), layers)
+            baseline = PathBaseline(self.model, reference, layers)
 
             def pixels(digest: str) -> torch.Tensor:
                 return to_pixels(Image.open(store.file_path(self.folder, digest, ".png")), size)

@@ -8,6 +8,7 @@ image saved on every CPU (a bf16 color matmul rounds differently on AMX, AVX-512
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Protocol, Sequence
 
 import numpy as np
@@ -27,7 +28,7 @@ class ParameterizationFactory(Protocol):
                  decorrelate: bool = True) -> Parameterization: ...
 
 
-class FourierImage:
+class FourierImage(ABC):
     """What Fourier parameterizations share: one random tensor per image from its own seed on the
     CPU (so an image does not depend on its batch), float32 evaluation, then decorrelated colors
     and a sigmoid. A subclass sets ``self.param`` and defines ``_image()`` (before the colors)."""
@@ -46,8 +47,9 @@ class FourierImage:
     def parameters(self) -> list[torch.Tensor]:
         return [self.param]
 
+    @abstractmethod
     def _image(self) -> torch.Tensor:
-        raise NotImplementedError
+        """The images before colors and sigmoid, ``[n, channels, size, size]``."""
 
     def __call__(self) -> torch.Tensor:
         with torch.autocast(self.device.type, enabled=False):
