@@ -4,11 +4,12 @@ machine or a cluster (``--engine ray [--ray-address ADDR]``; Ray is the optional
 
 The dataset's rows are the scan's batch numbers (:func:`mmneurons.scan.batch_range`: the same
 cut as the local engine). Tasks decode each batch to uint8 pixels; actors, which load the model
-once (shipped through Ray's object store, so any model the driver has works, and run on a GPU
-where the cluster has GPUs), fold a few batches each into a :class:`~mmneurons.scan.ScanPartial`
-(top-k per channel, or rows) and emit it as bytes (arrays and JSON, never pickles). The driver
-merges partials exactly as they arrive, in any order, so the result equals the local engine's at
-the same precision. A block whose worker dies is retried by Ray (actors restart, tasks retry).
+once (shipped through Ray's object store as numpy arrays by :mod:`mmneurons.model_shipping`, so
+any model the driver has works, and run on a GPU where the cluster has GPUs), fold a few batches
+each into a :class:`~mmneurons.scan.ScanPartial` (top-k per channel, or rows) and emit it as
+bytes (arrays and JSON, never pickles). The driver merges partials exactly as they arrive, in any
+order, so the result equals the local engine's at the same precision. A block whose worker dies is
+retried by Ray (actors restart, tasks retry).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 from .errors import EngineError
 from .hardware import resolve_precision
 from .kinds import Progress, no_progress
+from .model_shipping import pack_model
 from .scan import ScanOptions, ScanPartial, ScanRequest, ScanTower, batch_range, n_batches
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -110,7 +112,7 @@ class _ScanActor:
         import ray
 
         torch.set_num_threads(max(1, threads))
-        model = ray.get(model_ref[0])
+        model = ray.get(model_ref[0]).unpack()
         if device != "cpu":
             model = model.to(device)
         self.request = request
@@ -150,7 +152,7 @@ def ray_scan(model: "ClipModel", source: "ImageSource", request: ScanRequest, op
     if not todo:
         return merged
     cpu_model = model if model.device.type == "cpu" else _on_cpu(model)
-    model_ref = ray.put(cpu_model)
+    model_ref = ray.put(pack_model(cpu_model))  # numpy arrays: no torch pickling, shared by a node's actors
     per_call = max(1, min(8, _IMAGES_PER_PARTIAL // size))
     data = ray.data.from_items([{"batch": b} for b in todo], override_num_blocks=min(len(todo), 1000))
     # decoding: CPU tasks that overlap the actors (Ray fuses them into the actors where both ask for
