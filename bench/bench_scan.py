@@ -8,9 +8,10 @@
         The whole scan (PNG files decoded by DataLoader workers, top-k kept) against the bare
         forward of the layers it needs on the same pixels, both through the scan tower at the
         auto precision, in one run: the DESIGN's "scan at the bare forward's speed".
-    uv run python bench/bench_scan.py ray [--model demo] [--images 2000] [--actors 1,2]
+    uv run python bench/bench_scan.py ray [--model demo] [--images 384,1536] [--actors 1,2]
         Ray engine against the local engine on one machine: Ray's start-up, the scan's wall time,
-        overhead per image, identical top-k.
+        identical top-k; with two or more image counts, each engine's time per image and fixed cost
+        (a line through the shortest and the longest run: the per-image overhead without start-up).
 """
 
 from __future__ import annotations
@@ -122,45 +123,66 @@ def bench_ray(args) -> None:
 
     model = rn50x4() if args.model == "rn50x4" else load_model("demo:shapes")
     layer = "layer4.5" if args.model == "rn50x4" else "layer4.0"
+    counts = [int(n) for n in str(args.images).split(",")]
+    actor_counts = [int(a) for a in args.actors.split(",")]
+    times: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        source = write_pngs(Path(tmp), args.images, model.image_size)
-        options = ScanOptions(batch_size=args.batch_size)
-        start = time.perf_counter()
-        local = scan_layers_top_k(model, source, [layer], K, options=options)[layer]
-        local_s = time.perf_counter() - start
-        print(f"| local | - | {local_s:.1f} | {args.images / local_s:.2f} | - | - | - | - |")
+        sources, locals_ = {}, {}
+        for n in counts:  # the local engine first, with no Ray running beside it
+            folder = Path(tmp) / str(n)
+            folder.mkdir()
+            sources[n] = write_pngs(folder, n, model.image_size)
+            start = time.perf_counter()
+            locals_[n] = scan_layers_top_k(model, sources[n], [layer], K,
+                                           options=ScanOptions(batch_size=args.batch_size))[layer]
+            local_s = time.perf_counter() - start
+            times.setdefault("local", []).append(local_s)
+            print(f"| local | {n} | - | {local_s:.1f} | {n / local_s:.2f} | - | - | - |")
         start = time.perf_counter()
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level="error")
         init_s = time.perf_counter() - start
-        for actors in [int(a) for a in args.actors.split(",")]:
-            far_options = ScanOptions(batch_size=args.batch_size, engine="ray", ray_actors=actors)
-            seen: list[tuple[float, int]] = []
-            start = time.perf_counter()
-            far = scan_layers_top_k(model, source, [layer], K, options=far_options,
-                                    progress=lambda done, total, what: seen.append((time.perf_counter(), done)))[layer]
-            far_s = time.perf_counter() - start
-            same = np.array_equal(far.top_indices, local.top_indices) and np.array_equal(far.top_values,
-                                                                                        local.top_values)
-            # steady state: from the first partial result to the last (the actors' start-up excluded)
-            first = next((t, d) for t, d in seen if d > 0)
-            steady = (seen[-1][1] - first[1]) / (seen[-1][0] - first[0]) if seen[-1][0] > first[0] else float("nan")
-            print(f"| ray, {actors} actor(s) | {init_s:.1f} | {far_s:.1f} | {args.images / far_s:.1f} | "
-                  f"{(far_s - local_s) / local_s:+.0%} | {first[0] - start:.1f} s ({first[1]} images) | "
-                  f"{steady:.2f} ({(args.images / local_s) / steady - 1:+.0%}) | "
-                  f"{'identical' if same else 'DIFFERENT'} |")
+        for i, n in enumerate(counts):
+            local, local_s = locals_[n], times["local"][i]
+            for actors in actor_counts:
+                far_options = ScanOptions(batch_size=args.batch_size, engine="ray", ray_actors=actors)
+                seen: list[float] = []
+                start = time.perf_counter()
+                far = scan_layers_top_k(model, sources[n], [layer], K, options=far_options,
+                                        progress=lambda done, total, what: seen.append(time.perf_counter()) if done
+                                        else None)[layer]
+                far_s = time.perf_counter() - start
+                times.setdefault(f"ray, {actors} actor(s)", []).append(far_s)
+                same = np.array_equal(far.top_indices, local.top_indices) and np.array_equal(far.top_values,
+                                                                                            local.top_values)
+                print(f"| ray, {actors} actor(s) | {n} | {init_s:.1f} | {far_s:.1f} | {n / far_s:.2f} | "
+                      f"{(far_s - local_s) / local_s:+.0%} | {seen[0] - start:.1f} s | "
+                      f"{'identical' if same else 'DIFFERENT'} |")
         ray.shutdown()
+    if len(counts) > 1:
+        # T(n) = fixed + n * per_image for each engine, from the shortest and the longest run
+        span = counts[-1] - counts[0]
+        local_per = (times["local"][-1] - times["local"][0]) / span
+        print(f"\nper image, from {counts[0]} and {counts[-1]} images: local {local_per:.4f} s "
+              f"(fixed {times['local'][0] - counts[0] * local_per:.1f} s)")
+        for name, ts in times.items():
+            if name != "local":
+                per = (ts[-1] - ts[0]) / span
+                print(f"{name}: {per:.4f} s per image ({per / local_per - 1:+.1%} against local), "
+                      f"fixed {ts[0] - counts[0] * per:.1f} s")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["fast", "principle", "ray"])
     parser.add_argument("--model", choices=["rn50x4", "demo"], default="rn50x4")
-    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--images", default="64", help="a count; for ray, counts separated by commas")
     parser.add_argument("--bf16-images", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--actors", default="1,2")
     args = parser.parse_args()
+    if args.what != "ray":
+        args.images = int(args.images)
     print(f"CPU: {cpu_name()}; torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores")
     if args.what == "fast":
         print("| path | images | images/s | against plain | top-16 overlap | largest rel. diff |")
@@ -170,8 +192,7 @@ def main() -> None:
               "| scan / bare |")
         bench_principle(args)
     else:
-        print("| engine | Ray start-up (s) | scan (s) | images/s | against local | first result | steady images/s "
-              "(per-image overhead) | top-k |")
+        print("| engine | images | Ray start-up (s) | scan (s) | images/s | against local | first result | top-k |")
         bench_ray(args)
 
 
