@@ -152,7 +152,7 @@ class ClipModel:
         self._layers: list[LayerInfo] | None = None
         #: serializes forward/backward work when one model is shared between threads (the app)
         self.lock = threading.RLock()
-        #: copies derived from this model for one kind of work (the scan tower), rebuilt on demand
+        #: copies derived from this model for one kind of work (the scan and render towers), rebuilt on demand
         self._derived: dict[str, tuple[Any, Any]] = {}
 
     def __repr__(self) -> str:
@@ -392,6 +392,17 @@ class ClipModel:
         from ._kernels.tower import fast_tower
 
         return fast_tower(self, precision, keep=keep, channels_last=channels_last)
+
+    def kept_tower(self, kind: str, precision: str, layers: "Sequence[str]" = (), *,
+                   channels_last: bool | None = None) -> "ClipModel":
+        """:meth:`render_tower` for ``kind`` of work (``"scan_tower"``, ``"render_tower"``), built on
+        first use and kept for the next call (a copy of RN50x4's tower takes seconds, most of them
+        the first touch of new memory; docs/benchmarks.md). Only ``layers`` naming a convolution or
+        BatchNorm change the copy (they stay unfolded for their hooks). :func:`mmneurons.sae.attach_sae`
+        forgets kept towers; weights edited in place afterwards are not seen by them."""
+        unfolded = tuple(sorted(name for name in layers if isinstance(self.module(name), (nn.Conv2d, nn.BatchNorm2d))))
+        key = (precision, unfolded, channels_last, str(self.device), id(self.visual))
+        return self.derived(kind, key, lambda: self.render_tower(precision, keep=unfolded, channels_last=channels_last))
 
     def with_visual(self, visual: nn.Module) -> "ClipModel":
         """The same model with another visual tower (e.g. :meth:`render_tower`'s private

@@ -273,13 +273,7 @@ class ScanTower:
         self.precision = resolve_precision(model.device, model.image_size, precision)
         # NHWC in every precision: a forward-only pass gains from it on CPU (docs/benchmarks.md)
         self.channels_last = model.kind == "resnet"
-        # built once per model and kept for the next scan (a copy of RN50x4's tower takes seconds);
-        # only layers naming a convolution or BatchNorm change the copy (they stay unfolded)
-        unfolded = tuple(sorted(name for name in self.layers
-                                if isinstance(model.module(name), (torch.nn.Conv2d, torch.nn.BatchNorm2d))))
-        key = (self.precision, unfolded, str(model.device), id(model.visual))
-        self.tower = model.derived("scan_tower", key, lambda: model.render_tower(
-            self.precision, keep=unfolded, channels_last=self.channels_last))
+        self.tower = model.kept_tower("scan_tower", self.precision, self.layers, channels_last=self.channels_last)
         self.channels = {layer: model.layer_info(layer).channels for layer in self.layers}
 
     def autocast(self):

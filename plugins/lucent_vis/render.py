@@ -5,8 +5,8 @@ parameterization and transform to use, so a new parameterization, transform or o
 new small module that builds a spec, with no edit here. Each image has its own random stream
 seeded by (seed, target) and Adam is per element, so a target's image does not depend on what it
 is batched with. The forward pass stops after the deepest layer read; the images are optimized
-through ``model.render_tower`` (a private, folded copy); the reported values are read on the model
-itself in float32 from the 8-bit images that are saved.
+through the model's render tower (a private, folded copy, kept between calls: ``model.kept_tower``);
+the reported values are read on the model itself in float32 from the 8-bit images that are saved.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def resolve_precision(model: ClipModel, precision: str) -> str:
 
 @contextmanager
 def precision_context(model: ClipModel, precision: str) -> Iterator[None]:
-    """bf16 autocast (the weights and memory format come with ``model.render_tower``'s copy)."""
+    """bf16 autocast (the weights and memory format come with the render tower's copy)."""
     if resolve_precision(model, precision) == "fp32":
         yield
         return
@@ -128,9 +128,9 @@ def _to_pil(x: torch.Tensor, alpha: torch.Tensor | None = None) -> Image.Image:
 def render(model: ClipModel, spec: RenderSpec, *, tower: ClipModel | None = None,
            baselines: tuple[Sequence[float], Sequence[float]] | None = None, progress: Progress = no_progress,
            done: int = 0, total: int | None = None) -> list[FeatureVis]:
-    """Optimize one image per job of ``spec`` in a single batch, through ``tower`` (default: a new
-    ``model.render_tower``). ``baselines``: the jobs' values on the gray and noise images, if
-    already read (:func:`read_baselines`)."""
+    """Optimize one image per job of ``spec`` in a single batch, through ``tower`` (default: the
+    model's kept render tower, ``model.kept_tower``). ``baselines``: the jobs' values on the gray
+    and noise images, if already read (:func:`read_baselines`)."""
     jobs, steps, size, device = spec.jobs, spec.steps, model.image_size, model.device
     layers = sorted({job.layer for job in jobs} | set(spec.extra_layers))
     seeds = [target_seed(spec.seed, job.key) for job in jobs]
@@ -148,7 +148,7 @@ def render(model: ClipModel, spec: RenderSpec, *, tower: ClipModel | None = None
     total = total or len(jobs) * steps
     redirecting = False  # decided after the first step: only needed when a target starts inactive
     if tower is None:
-        tower = model.render_tower(resolve_precision(model, spec.precision), keep=layers)
+        tower = model.kept_tower("render_tower", resolve_precision(model, spec.precision), layers)
     with tower.lock, precision_context(model, spec.precision):
         for step in range(1, steps + 1):
             with redirect.redirected_relus(tower, redirecting and step <= spec.redirect_steps):

@@ -96,7 +96,8 @@ class LucentVisualizer(Visualizer):
         jobs = self.jobs(model, list(units), values)
         size = self.batch_size(values, model)
         parse_thresholds(values["thresholds"])  # a bad value fails before any work
-        tower = model.render_tower(resolve_precision(model, values["precision"]), keep=self.layers_read(jobs, values))
+        tower = model.kept_tower("render_tower", resolve_precision(model, values["precision"]),
+                                 self.layers_read(jobs, values))
         on_gray, on_noise = read_baselines(model, jobs, values["seed"])
         results: list[FeatureVis] = []
         for start in range(0, len(jobs), size):

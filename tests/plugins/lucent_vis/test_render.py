@@ -9,7 +9,7 @@ import torch
 from mmneurons.activations import capture_layers
 from mmneurons.units import Direction
 
-from .common import FAST, ZERO_ON_GRAY_AND_NOISE, vis
+from .common import FAST, ZERO_ON_GRAY_AND_NOISE, hooks, vis
 
 
 def test_warnings_name_relus_only_where_they_exist_and_were_redirected():
@@ -93,3 +93,22 @@ def test_a_new_parameterization_and_transform_need_no_edit_of_the_loop(demo):
     pixels = np.asarray(res.image, np.float32)
     assert pixels.std() > 20  # sigmoid of unit-variance noise: far from the FFT image's smooth start
     assert res.loss_curve[-1] < res.loss_curve[0] - 0.5  # optimized through the new parameterization
+
+
+def test_the_render_tower_is_built_once_kept_and_renders_as_a_fresh_one(registry, tiny_resnet, monkeypatch):
+    import copy
+
+    model, fresh = copy.deepcopy(tiny_resnet), copy.deepcopy(tiny_resnet)
+    builds = []
+    build = model.render_tower
+    monkeypatch.setattr(model, "render_tower", lambda *a, **k: builds.append(a) or build(*a, **k))
+    settings = {**FAST, "steps": 8, "thresholds": "8", "precision": "fp32"}
+    first = vis(registry, "channel").visualize(model, ["layer3.0:1", "layer4.0:2"], settings)
+    again = vis(registry, "channel").visualize(model, ["layer3.0:1", "layer4.0:2"], settings)
+    assert len(builds) == 1 and hooks(model) == 0  # kept, and left as it was found
+    other = vis(registry, "channel").visualize(fresh, ["layer3.0:1", "layer4.0:2"], settings)
+    for a, b, c in zip(first, again, other, strict=True):
+        assert np.array_equal(np.asarray(a.image), np.asarray(b.image))
+        assert np.array_equal(np.asarray(a.image), np.asarray(c.image)) and a.activation == c.activation
+    vis(registry, "channel").visualize(model, ["layer3.0:1"], {**settings, "precision": "bf16"})
+    assert len(builds) == 2  # another precision: another tower, which replaces the first
