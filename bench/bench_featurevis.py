@@ -10,8 +10,9 @@ transforms, Adam lr 0.05 for both. Reported with each: the mean activation reach
 
 The methods take turns, one batch of units at a time (Lucent renders the batch's units one by
 one, each of our settings renders the batch; who goes first alternates), so a slow spell of a
-shared machine falls on all of them alike instead of on whichever ran then. On CUDA every method
-first renders one unit for 2 steps untimed, and each clock stops after ``torch.cuda.synchronize``.
+shared machine falls on all of them alike instead of on whichever ran then. Every method first
+renders one unit for 2 steps untimed (our kept render tower is built then; its seconds are printed),
+and on CUDA each clock stops after ``torch.cuda.synchronize``.
 """
 
 from __future__ import annotations
@@ -111,10 +112,12 @@ def main() -> None:
                     lambda part, p=precision, b=batch: ours(model, part, steps, p, b))
                 batches.append(batch)
         turn = args.turn or max(batches)  # every setting renders whole batches of its own size
-        if model.device.type == "cuda":  # CUDA context, kernel choice, allocator: paid before the clock runs
-            lucent_units(model, units[:1], 2)
-            for precision in ("fp32", "bf16"):
-                ours(model, units[:1], 2, precision, 0)
+        # paid once per model and process, before the clock runs: on CUDA the context, kernel choice and
+        # allocator; everywhere our kept render tower (its build is printed: a start-up cost)
+        lucent_units(model, units[:1], 2)
+        for precision in ("fp32", "bf16"):
+            seconds, _ = ours(model, units[:1], 2, precision, 0)
+            print(f"warm-up: our render tower in {precision} and 2 steps of one unit: {seconds:.1f} s", flush=True)
         totals = {name: [0.0, []] for name in methods}
         for number, start in enumerate(range(0, len(units), turn)):
             order = list(methods.items())
