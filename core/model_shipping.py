@@ -81,7 +81,6 @@ def pack_model(model: "ClipModel") -> PackedModel:
     return PackedModel(skeleton, arrays, slots)
 
 
-
 def _tensor_copy(array: np.ndarray) -> torch.Tensor:
     """A writable tensor copy of ``array`` (which may be a read-only view of Ray's object store:
     the read-only tensor torch warns about exists only to be copied). torch copies large arrays
