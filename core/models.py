@@ -396,8 +396,8 @@ class ClipModel:
     def kept_tower(self, kind: str, precision: str, layers: "Sequence[str]" = (), *,
                    channels_last: bool | None = None) -> "ClipModel":
         """:meth:`render_tower` for ``kind`` of work (``"scan_tower"``, ``"render_tower"``), built on
-        first use and kept for the next call (a copy of RN50x4's tower takes seconds, most of them
-        the first touch of new memory; docs/benchmarks.md). Only ``layers`` naming a convolution or
+        first use and kept for the next call (a copy of RN50x4's tower takes up to seconds, most of
+        them the first touch of new memory; docs/benchmarks.md). Only ``layers`` naming a convolution or
         BatchNorm change the copy (they stay unfolded for their hooks). :func:`mmneurons.sae.attach_sae`
         forgets kept towers; weights edited in place afterwards are not seen by them."""
         unfolded = tuple(sorted(name for name in layers if isinstance(self.module(name), (nn.Conv2d, nn.BatchNorm2d))))
